@@ -1,0 +1,12 @@
+# Copyright (c) 2026 Lamassu IoT contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one place for Lamassu facts: service names and default names."""
+
+from __future__ import annotations
+
+SERVICES: tuple[str, ...] = ("ca", "devicemanager", "dmsmanager", "alerts", "va", "kms")
+DEFAULT_DATABASE = "lamassu"
+GOOSE_TABLE = "goose_db_version"
+# Where the copy module keeps its journal: outside every service schema.
+JOURNAL_SCHEMA = "lamassu_migration"
+COLLECTION_VERSION = "0.1.0"

@@ -1,0 +1,18 @@
+"""pytest wiring: the collection on the import path and a real PostgreSQL per test session (per xdist worker)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.harness.collection import ensure_collection_path
+
+ensure_collection_path()
+
+from tests.harness.pgcluster import Cluster, throwaway_cluster  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg() -> Cluster:
+    """A throwaway cluster (or the server of ``LAMASSU_TEST_DSN``), removed at the end even after failures."""
+    with throwaway_cluster() as cluster:
+        yield cluster
