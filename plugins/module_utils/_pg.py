@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import traceback
 
-__all__ = ["HAS_PSYCOPG2", "PSYCOPG2_IMPORT_ERROR", "psycopg2", "sql", "extensions", "pg_errors"]
+__all__ = ["HAS_PSYCOPG2", "PSYCOPG2_IMPORT_ERROR", "extensions", "pg_errors", "psycopg2", "sql"]
 
 try:
     import psycopg2

@@ -47,7 +47,9 @@ def ansible_env(extra: dict | None = None) -> dict:
     return env
 
 
-def run_playbook(playbook: str | Path, *args: str, env: dict | None = None, cwd: str | Path = ROOT) -> subprocess.CompletedProcess:
+def run_playbook(
+    playbook: str | Path, *args: str, env: dict | None = None, cwd: str | Path = ROOT
+) -> subprocess.CompletedProcess:
     """``ansible-playbook`` from this venv with the checkout on the collection path."""
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(playbook), *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(env), cwd=cwd, check=False)
@@ -83,7 +85,9 @@ def run_tasks(
                 "diff": False,
             }
         )
-        play = [{"hosts": "localhost", "gather_facts": False, "module_defaults": {ACTION_GROUP: defaults}, "tasks": wrapped}]
+        play = [
+            {"hosts": "localhost", "gather_facts": False, "module_defaults": {ACTION_GROUP: defaults}, "tasks": wrapped}
+        ]
         playbook = Path(tmp, "play.yml")
         playbook.write_text(json.dumps(play))
         args = ["-i", "localhost,", "-c", "local"]
@@ -96,7 +100,9 @@ def run_tasks(
         proc = run_playbook(playbook, *args, env=env)
         results = json.loads(out.read_text()) if out.exists() else []
     if not results:
-        raise AssertionError(f"ansible-playbook produced no results (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"ansible-playbook produced no results (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, results)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -15,10 +16,8 @@ def ensure_collection_path() -> str:
     link = COLLECTIONS_DIR / "ansible_collections" / "lamassuiot" / "postgres"
     if not link.is_symlink():
         link.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        with contextlib.suppress(FileExistsError):
             link.symlink_to(ROOT, target_is_directory=True)
-        except FileExistsError:
-            pass
     path = str(COLLECTIONS_DIR)
     if path not in sys.path:
         sys.path.insert(0, path)

