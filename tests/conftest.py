@@ -16,3 +16,12 @@ def pg() -> Cluster:
     """A throwaway cluster (or the server of ``LAMASSU_TEST_DSN``), removed at the end even after failures."""
     with throwaway_cluster() as cluster:
         yield cluster
+
+
+@pytest.fixture
+def unique_name(request) -> str:
+    """A short name unique to this test, usable as a database or schema name."""
+    import hashlib
+
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:10]
+    return f"t_{digest}"

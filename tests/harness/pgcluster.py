@@ -77,6 +77,25 @@ class Cluster:
         conn.autocommit = autocommit
         return conn
 
+    def execute(self, dbname: str, *statements: str) -> None:
+        """Run statements in autocommit (psycopg2's ``with conn`` would open a transaction)."""
+        conn = self.connect(dbname)
+        try:
+            with conn.cursor() as cur:
+                for statement in statements:
+                    cur.execute(statement)
+        finally:
+            conn.close()
+
+    def query(self, dbname: str, statement: str, params=None) -> list[tuple]:
+        conn = self.connect(dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement, params)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
     def module_defaults(self) -> dict:
         """Connection options of the collection's modules for this server."""
         options = {"login_host": self.host, "login_port": self.port, "login_user": self.user}
@@ -272,7 +291,9 @@ def throwaway_cluster(**kwargs):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.pgcluster", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.harness.pgcluster", description=__doc__.split("\n", maxsplit=1)[0]
+    )
     sub = parser.add_subparsers(dest="action", required=True)
     for action in ("start", "stop", "env", "destroy"):
         cmd = sub.add_parser(action)

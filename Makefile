@@ -1,0 +1,89 @@
+# lamassuiot.postgres — the two commands of the README are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+BIN       := $(VENV)/bin
+BUILD     := build
+SANITY_DIR ?= /tmp/lamassuiot-postgres-sanity
+COLL_ROOT := $(SANITY_DIR)/ansible_collections/lamassuiot/postgres
+PIP_STANDIN_VERSION ?= 24_2
+PYTEST_ARGS ?= -n 2
+DEMO_DIR  := .demo
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
+export ANSIBLE_NOCOLOR := 1
+
+.PHONY: help venv server-packages test lint sanity units integration galaxy-build demo demo-clean clean
+
+help:
+	@echo "make demo        run the upgrade on a local throwaway PostgreSQL (twice: the second run changes nothing)"
+	@echo "make test        everything CI checks: lint, sanity, unit + integration tests, build, ansible-doc"
+	@echo "make demo-clean  remove what the demo made"
+
+$(VENV)/.installed: requirements.txt requirements-test.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-test.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Debian's PostgreSQL server binaries; installed with apt only when missing.
+server-packages:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "Installing the PostgreSQL server with apt"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-contrib >/dev/null; \
+	fi
+
+.collections/ansible_collections/lamassuiot/postgres:
+	mkdir -p .collections/ansible_collections/lamassuiot
+	ln -sfn $(CURDIR) $@
+
+test: venv server-packages .collections/ansible_collections/lamassuiot/postgres lint sanity units integration galaxy-build
+	@echo "make test: all checks passed"
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	@if [ -d roles ] && ls roles/*/tasks/main.yml >/dev/null 2>&1 || ls playbooks/*.yml >/dev/null 2>&1; then \
+		$(BIN)/ansible-lint --offline; \
+	fi
+
+# ansible-test wants the collection under ansible_collections/<ns>/<name>; no Docker here, so --venv,
+# with the pip bootstrap served from an offline stand-in.
+sanity: venv
+	mkdir -p ~/.ansible/test/cache
+	cp tests/harness/get_pip.py ~/.ansible/test/cache/get_pip_$(PIP_STANDIN_VERSION).py
+	rm -rf $(SANITY_DIR) && mkdir -p $(COLL_ROOT)
+	tar --exclude-vcs --exclude=./.venv --exclude=./build --exclude=./.collections --exclude=./.demo \
+		--exclude=./.ruff_cache --exclude=./.pytest_cache --exclude=./tests/output --exclude=./bench/output \
+		--exclude=__pycache__ --exclude=./reports -cf - . | tar -xf - -C $(COLL_ROOT)
+	cd $(COLL_ROOT) && \
+		PATH=$(CURDIR)/$(BIN):$$PATH $(CURDIR)/$(BIN)/ansible-test sanity --venv --python 3.11 --color no
+
+units: venv
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS) -q
+
+integration: venv server-packages
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS) -q
+
+# Build the tarball, install it into a temporary path and render every module's docs from there.
+galaxy-build: venv
+	rm -rf $(BUILD)/galaxy && mkdir -p $(BUILD)/galaxy/install
+	$(BIN)/ansible-galaxy collection build --output-path $(BUILD)/galaxy --force
+	$(BIN)/ansible-galaxy collection install --offline -p $(BUILD)/galaxy/install $(BUILD)/galaxy/lamassuiot-postgres-*.tar.gz
+	for module in $$(ls plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$$//'); do \
+		ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(BUILD)/galaxy/install $(BIN)/ansible-doc lamassuiot.postgres.$$module > $(BUILD)/galaxy/$$module.txt || exit 1; \
+		head -n 1 $(BUILD)/galaxy/$$module.txt; \
+	done
+
+demo: venv server-packages .collections/ansible_collections/lamassuiot/postgres
+	$(PY) -m tests.harness.demo run --dir $(DEMO_DIR)
+
+demo-clean:
+	-$(PY) -m tests.harness.pgcluster destroy --dir $(DEMO_DIR)/pg
+	rm -rf $(DEMO_DIR)
+
+clean: demo-clean
+	rm -rf $(BUILD) .collections .ruff_cache .pytest_cache tests/output
