@@ -43,12 +43,11 @@ server-packages:
 test: venv server-packages .collections/ansible_collections/lamassuiot/postgres lint sanity units integration galaxy-build
 	@echo "make test: all checks passed"
 
-lint: venv
+lint: venv .collections/ansible_collections/lamassuiot/postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	@if [ -d roles ] && ls roles/*/tasks/main.yml >/dev/null 2>&1 || ls playbooks/*.yml >/dev/null 2>&1; then \
-		$(BIN)/ansible-lint --offline; \
-	fi
+	$(BIN)/antsibull-changelog lint
+	$(BIN)/ansible-lint --offline --nocolor -q
 
 # ansible-test wants the collection under ansible_collections/<ns>/<name>; no Docker here, so --venv,
 # with the pip bootstrap served from an offline stand-in.
