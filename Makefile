@@ -71,9 +71,13 @@ integration: venv server-packages
 galaxy-build: venv
 	rm -rf $(BUILD)/galaxy && mkdir -p $(BUILD)/galaxy/install
 	$(BIN)/ansible-galaxy collection build --output-path $(BUILD)/galaxy --force
-	$(BIN)/ansible-galaxy collection install --offline -p $(BUILD)/galaxy/install $(BUILD)/galaxy/lamassuiot-postgres-*.tar.gz
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(BUILD)/galaxy/install $(BIN)/ansible-galaxy collection install --offline --force \
+		-p $(BUILD)/galaxy/install $(BUILD)/galaxy/lamassuiot-postgres-*.tar.gz
 	for module in $$(ls plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$$//'); do \
-		ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(BUILD)/galaxy/install $(BIN)/ansible-doc lamassuiot.postgres.$$module > $(BUILD)/galaxy/$$module.txt || exit 1; \
+		ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(BUILD)/galaxy/install $(BIN)/ansible-doc lamassuiot.postgres.$$module \
+			> $(BUILD)/galaxy/$$module.txt 2>&1 || exit 1; \
+		grep -q "^> MODULE lamassuiot.postgres.$$module" $(BUILD)/galaxy/$$module.txt \
+			|| { cat $(BUILD)/galaxy/$$module.txt; echo "ansible-doc failed for $$module"; exit 1; }; \
 		head -n 1 $(BUILD)/galaxy/$$module.txt; \
 	done
 
