@@ -63,7 +63,8 @@ def run(directory: Path, scale: float) -> int:
         print(f"Building the legacy Lamassu layout at scale {scale} ...")
         summary = build_legacy(cluster, scale=scale)
         for database, facts in summary.items():
-            print(f"  {database}: {facts}")
+            size = facts["bytes"] / 1e6
+            print(f"  {database}: {facts['rows']} rows, {size:.1f} MB, goose version {facts['goose_version']}")
     inventory = write_inventory(directory, cluster)
     for playbook in PLAYBOOKS:
         path = ROOT / "playbooks" / playbook

@@ -5,11 +5,10 @@ installs pip from the wheel bundled with Python's ``ensurepip`` and lets that
 pip upgrade itself from the package index, with the arguments ansible-test gave.
 """
 
+import ensurepip
 import glob
 import os
 import sys
-
-import ensurepip
 
 
 def main() -> None:
