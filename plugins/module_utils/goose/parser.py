@@ -408,7 +408,7 @@ def parse_sql(text: str, env: Mapping[str, str] | None = None, source: str = "<s
     lines = split_lines(text)
     try:
         up, use_tx = _parse_direction(lines, True, env)
-        down, _ = _parse_direction(lines, False, env)
+        down = _parse_direction(lines, False, env)[0]
     except _ParseError as exc:
         raise InvalidInput(f"{source}:{exc.line}: {exc.cause}") from None
     return ParsedSQL(up=tuple(up), down=tuple(down), use_tx=use_tx)

@@ -42,7 +42,7 @@ class MigrationSource:
 
 def _kind_of(filename: str) -> str | None:
     """Kind from the extension, exactly as ``filepath.Ext`` (case-sensitive, last dot)."""
-    _, ext = os.path.splitext(filename)
+    ext = os.path.splitext(filename)[1]
     return _EXTENSIONS.get(ext)
 
 
@@ -59,7 +59,7 @@ def parse_version(filename: str) -> int | None:
     kind = _kind_of(base)
     if kind is None or (kind == "go" and base.endswith("_test.go")):
         return None
-    prefix, sep, _ = base.partition("_")
+    prefix, sep = base.partition("_")[:2]
     if not sep or not _GO_INT.match(prefix):
         return None
     version = int(prefix)

@@ -1,0 +1,87 @@
+# Copyright (c) 2026 Lamassu IoT contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""goose's Postgres session locker: ``pg_try_advisory_lock`` retried until a bounded wait runs out."""
+
+from __future__ import annotations
+
+import time
+
+from .._pg import extensions
+from ..errors import OperationFailed
+
+# goose's Postgres session locker id (lock.DefaultLockID): 4097083626, the CRC-32 of "goose", as the
+# design contract fixes it. Some goose v3 releases define it as the CRC-64/ECMA of "goose" instead;
+# both are taken (always in this order, so two runs of ours cannot deadlock), which keeps any goose
+# binary run with a session locker and this module from migrating one database at the same time.
+GOOSE_LOCK_ID = 4097083626
+CRC64_GOOSE_LOCK_ID = 5887940537704921958
+MIGRATION_LOCK_IDS = (GOOSE_LOCK_ID, CRC64_GOOSE_LOCK_ID)
+# goose waits 60 x 5 s; we poll more often within the same bound.
+DEFAULT_LOCK_TIMEOUT = 300.0
+DEFAULT_LOCK_INTERVAL = 0.5
+
+_HOLDERS = """
+SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.client_addr::text, 'local'), a.backend_start
+FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+-- pg_locks splits a bigint key in two 32-bit halves
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+  AND ((l.classid::bigint << 32) | l.objid::bigint) = %s
+"""
+
+
+class MigrationLock:
+    """Session-level advisory locks on one connection; ``with`` takes them, leaving the block frees them."""
+
+    def __init__(
+        self,
+        session,
+        database: str,
+        ids: tuple[int, ...] = MIGRATION_LOCK_IDS,
+        timeout: float = DEFAULT_LOCK_TIMEOUT,
+        interval: float = DEFAULT_LOCK_INTERVAL,
+    ):
+        self.session = session
+        self.database = database
+        self.ids = ids
+        self.timeout = timeout
+        self.interval = interval
+        self.held: list[int] = []
+
+    def acquire(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        for lock_id in self.ids:
+            while not self.session.fetch_value("SELECT pg_try_advisory_lock(%s)", (lock_id,)):
+                if time.monotonic() >= deadline:
+                    holder = self._describe_holder(lock_id)
+                    self.release()
+                    raise OperationFailed(
+                        f"Another migration is in progress on database {self.database!r}: the goose advisory lock "
+                        f"{lock_id} is held{holder}; gave up after {self.timeout:g} s. Nothing was changed; "
+                        "run again when it has finished."
+                    )
+                time.sleep(self.interval)
+            self.held.append(lock_id)
+
+    def release(self) -> None:
+        while self.held:
+            lock_id = self.held.pop()
+            self.session.fetch_value("SELECT pg_advisory_unlock(%s)", (lock_id,))
+
+    def _describe_holder(self, lock_id: int) -> str:
+        row = self.session.fetch_one(_HOLDERS, (lock_id,))
+        if row is None:
+            return ""
+        pid, application, client, started = row
+        return f" by backend pid {pid} (application {application or 'unknown'!r}, client {client}, since {started})"
+
+    def __enter__(self) -> MigrationLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.session.conn.closed:
+            return
+        if self.session.conn.get_transaction_status() != extensions.TRANSACTION_STATUS_IDLE:
+            self.session.conn.rollback()
+        self.release()

@@ -1,0 +1,351 @@
+# Copyright (c) 2026 Lamassu IoT contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run a goose command on one schema: lock, read the history, plan, prepare every file, then apply.
+
+Everything that can be refused (unknown command, malformed file, Go migration
+without a Python port, missing migrations) is refused before the first
+migration runs. Each transactional migration runs its statements and its
+version-row change in one transaction; a ``NO TRANSACTION`` one runs statement
+by statement and then records its version, as goose does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from .._pg import extensions, psycopg2, sql
+from ..errors import InvalidInput, LamassuError, OperationFailed
+from ..names import check_identifier
+from ..session import Session
+from .lock import MigrationLock
+from .parser import parse_sql_file
+from .plan import (
+    READ_ONLY_COMMANDS,
+    UP,
+    History,
+    Plan,
+    Step,
+    go_without_port,
+    older_api_disagreement,
+    pending_entries,
+    plan_command,
+    status_entries,
+)
+from .source import MigrationSource, collect
+from .store import VersionStore
+
+STATEMENT_PREVIEW = 300
+
+
+@dataclass(frozen=True)
+class MigrateRequest:
+    """The module's parameters, validated."""
+
+    database: str
+    schema: str
+    path: str
+    command: str = "up"
+    version: int | None = None
+    table: str = "goose_db_version"
+    allow_missing: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        check_identifier(self.database, "database", allow_system=True)
+        check_identifier(self.schema, "schema")
+        check_identifier(self.table, "version table")
+        if not os.path.isdir(self.path):
+            raise InvalidInput(f"migrations directory {self.path!r} does not exist or is not a directory")
+
+
+@dataclass(frozen=True)
+class PreparedStep:
+    """A step with what it will execute: SQL statements or a Python function."""
+
+    step: Step
+    statements: tuple[str, ...] = ()
+    use_tx: bool = True
+    function: Callable | None = None
+
+    @property
+    def source(self) -> MigrationSource:
+        return self.step.source
+
+    @property
+    def file(self) -> str:
+        return os.path.basename(self.source.path)
+
+
+class StepFailed(Exception):
+    """One migration failed; what was applied before it stays applied."""
+
+
+def _env(extra: Mapping[str, object]) -> dict[str, str]:
+    return {**os.environ, **{str(k): "" if v is None else str(v) for k, v in extra.items()}}
+
+
+def _load_python(source: MigrationSource):
+    module_name = f"lamassu_goose_migration_{source.version}"
+    try:
+        spec = importlib.util.spec_from_file_location(module_name, source.path)
+        if spec is None or spec.loader is None:
+            raise ImportError("not a loadable Python file")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise InvalidInput(f"{source.path}: cannot load the Python migration: {type(exc).__name__}: {exc}") from None
+    if not callable(getattr(module, "up", None)):
+        raise InvalidInput(f"{source.path}: a Python migration must define a function up(conn)")
+    down = getattr(module, "down", None)
+    if down is not None and not callable(down):
+        raise InvalidInput(f"{source.path}: down must be a function down(conn)")
+    return module
+
+
+def prepare(plan: Plan, env: Mapping[str, str]) -> list[PreparedStep]:
+    """Parse or load every file the plan runs; any error here is raised before anything is applied."""
+    gone_go = go_without_port(plan.steps)
+    if gone_go:
+        listed = ", ".join(f"{m.version} ({os.path.basename(m.path)})" for m in gone_go)
+        raise InvalidInput(
+            f"Go migrations cannot be run by this module and have no Python port: {listed}. Nothing was applied. "
+            "Port each one to a Python migration <version>_<name>.py in the same directory (functions up(conn) "
+            "and optionally down(conn), run inside the migration's transaction), or apply it with the Go binary."
+        )
+    parsed: dict[str, object] = {}
+    prepared = []
+    for step in plan.steps:
+        source = step.source
+        if source.path not in parsed:
+            if source.kind == "sql":
+                parsed[source.path] = parse_sql_file(source.path, env)
+            else:
+                parsed[source.path] = _load_python(source)
+        loaded = parsed[source.path]
+        if source.kind == "sql":
+            statements = loaded.up if step.direction == UP else loaded.down
+            prepared.append(PreparedStep(step, tuple(statements), loaded.use_tx))
+        else:
+            function = getattr(loaded, step.direction, None)
+            prepared.append(PreparedStep(step, (), True, function))
+    return prepared
+
+
+def _recording_cursor(record: list[str]):
+    """A cursor class that keeps the text of every statement a Python migration executes."""
+
+    class RecordingCursor(extensions.cursor):
+        def execute(self, query, vars=None):
+            result = super().execute(query, vars)
+            record.append(self.query.decode(extensions.encodings.get(self.connection.encoding, "utf-8"), "replace"))
+            return result
+
+        def executemany(self, query, vars_list):
+            result = super().executemany(query, vars_list)
+            record.append(self.query.decode(extensions.encodings.get(self.connection.encoding, "utf-8"), "replace"))
+            return result
+
+    return RecordingCursor
+
+
+class Runner:
+    """Applies prepared steps on one connection, recording every statement in ``queries``."""
+
+    def __init__(self, session: Session, store: VersionStore):
+        self.session = session
+        self.store = store
+        self.conn = session.conn
+
+    def version_change(self, prepared: PreparedStep) -> tuple:
+        if prepared.step.direction == UP:
+            return self.store.insert_statement(prepared.source.version)
+        return self.store.delete_statement(prepared.source.version)
+
+    def _fail(self, prepared: PreparedStep, where: str, exc: BaseException, statement: str = "") -> StepFailed:
+        message = getattr(getattr(exc, "diag", None), "message_primary", None) or str(exc).strip()
+        text = f"Migration {prepared.source.version} ({prepared.source.path}) failed {prepared.step.direction}"
+        text += f" at {where}: {message}"
+        if statement:
+            preview = statement.strip()
+            if len(preview) > STATEMENT_PREVIEW:
+                preview = preview[:STATEMENT_PREVIEW] + " ..."
+            text += f"; statement: {preview}"
+        if prepared.use_tx:
+            text += ". This migration was rolled back; the migrations applied before it are kept."
+        else:
+            text += (
+                ". It is a NO TRANSACTION migration: the statements before the failing one stay applied and "
+                "the version was not recorded."
+            )
+        return StepFailed(text)
+
+    def run(self, prepared: PreparedStep) -> list[str]:
+        """Run one migration and its version-row change; return the statements it executed."""
+        version_query, version_params = self.version_change(prepared)
+        executed: list[str] = []
+        self.conn.autocommit = not prepared.use_tx
+        try:
+            if prepared.source.kind == "sql":
+                total = len(prepared.statements)
+                with self.conn.cursor() as cur:
+                    for number, statement in enumerate(prepared.statements, start=1):
+                        try:
+                            cur.execute(statement)
+                        except psycopg2.Error as exc:
+                            raise self._fail(prepared, f"statement {number} of {total}", exc, statement) from None
+                        executed.append(statement)
+                        self.session.queries.append(statement)
+            elif prepared.function is not None:
+                recorded: list[str] = []
+                self.conn.cursor_factory = _recording_cursor(recorded)
+                try:
+                    prepared.function(self.conn)
+                except Exception as exc:
+                    raise self._fail(prepared, f"{prepared.step.direction}(conn)", exc) from None
+                finally:
+                    self.conn.cursor_factory = None
+                    executed.extend(recorded)
+                    self.session.queries.extend(recorded)
+            try:
+                self.session.execute(version_query, version_params, what="goose version table")
+            except OperationFailed as exc:
+                raise self._fail(prepared, "the version table update", exc) from None
+            if prepared.use_tx:
+                self.conn.commit()
+        except StepFailed:
+            if prepared.use_tx:
+                self.conn.rollback()
+            raise
+        finally:
+            self.conn.autocommit = True
+        return executed
+
+    def create_version_table(self) -> None:
+        self.conn.autocommit = False
+        try:
+            for query, params in self.store.create_statements():
+                self.session.execute(
+                    query, params, what=f"create the goose version table of schema {self.store.schema}"
+                )
+            self.conn.commit()
+        except LamassuError:
+            self.conn.rollback()
+            raise
+        finally:
+            self.conn.autocommit = True
+
+
+def _applied_entry(prepared: PreparedStep, statements: list[str] | tuple[str, ...], duration_ms: int) -> dict:
+    return {
+        "version": prepared.source.version,
+        "name": prepared.source.name,
+        "kind": prepared.source.kind,
+        "direction": prepared.step.direction,
+        "statements": list(statements),
+        "duration_ms": duration_ms,
+    }
+
+
+def _check_mode_statements(prepared: PreparedStep) -> list[str]:
+    if prepared.source.kind == "sql":
+        return list(prepared.statements)
+    if prepared.function is None:
+        return []
+    return [f"-- {prepared.step.direction}(conn) of {prepared.file}: Python, its statements are known when it runs"]
+
+
+def _report(migrations: list[MigrationSource], before: History, after: History, applied, queries) -> dict:
+    return {
+        "changed": bool(applied),
+        "version_before": before.current_version,
+        "version_after": after.current_version,
+        "applied": applied,
+        "pending": pending_entries(migrations, after),
+        "migrations": status_entries(migrations, after),
+        "queries": queries,
+    }
+
+
+def migrate(conn, request: MigrateRequest, check_mode: bool, warn: Callable[[str], None]) -> dict:
+    """The whole command on an open autocommit connection; the caller closes it."""
+    request.validate()
+    migrations = collect(request.path)
+    if not migrations:
+        raise InvalidInput(f"no migration files (<version>_<name>.sql|.py|.go) in {request.path}")
+    queries: list[str] = []
+    session = Session(conn, queries)
+    store = VersionStore(session, request.schema, request.table)
+    read_only = request.command in READ_ONLY_COMMANDS
+    lock = None if (check_mode or read_only) else MigrationLock(session, request.database)
+    if lock is not None:
+        lock.acquire()
+    try:
+        before = store.read()
+        table_exists = bool(before.rows) or store.exists()
+        try:
+            plan = plan_command(request.command, migrations, before, request.version, request.allow_missing)
+            prepared = prepare(plan, _env(request.env))
+        except InvalidInput as exc:
+            # refused before anything ran: still say where the schema stands
+            exc.result.update(_report(migrations, before, before, [], queries))
+            raise
+        if read_only:
+            for message in _status_warnings(migrations, before):
+                warn(message)
+            return _report(migrations, before, before, [], queries)
+        search_path = sql.SQL("SET search_path TO {}").format(sql.Identifier(request.schema))
+        if check_mode:
+            if plan.steps:
+                if not table_exists:
+                    queries.extend(session.render(q, p) for q, p in store.create_statements())
+                queries.append(session.render(search_path))
+            applied = []
+            for item in prepared:
+                statements = _check_mode_statements(item)
+                queries.extend(statements)
+                query, params = Runner(session, store).version_change(item)
+                queries.append(session.render(query, params))
+                applied.append(_applied_entry(item, statements, 0))
+            return _report(migrations, before, plan.after, applied, queries)
+        return _apply(session, store, migrations, before, plan, prepared, table_exists, search_path)
+    finally:
+        if lock is not None and not conn.closed:
+            if conn.get_transaction_status() != extensions.TRANSACTION_STATUS_IDLE:
+                conn.rollback()
+            lock.release()
+
+
+def _apply(session, store, migrations, before, plan, prepared, table_exists, search_path) -> dict:
+    queries = session.queries
+    if not plan.steps:
+        return _report(migrations, before, before, [], queries)
+    runner = Runner(session, store)
+    if not table_exists:
+        runner.create_version_table()
+    session.execute(search_path, what="search_path")
+    applied: list[dict] = []
+    for item in prepared:
+        started = time.monotonic()
+        try:
+            executed = runner.run(item)
+        except StepFailed as exc:
+            after = store.read()
+            partial = _report(migrations, before, after, applied, queries)
+            raise OperationFailed(str(exc), partial) from None
+        applied.append(_applied_entry(item, executed, round((time.monotonic() - started) * 1000)))
+    return _report(migrations, before, store.read(), applied, queries)
+
+
+def _status_warnings(migrations: list[MigrationSource], history: History) -> list[str]:
+    warnings = []
+    disagreement = older_api_disagreement(history)
+    if disagreement:
+        warnings.append(disagreement)
+    gone = [e["version"] for e in status_entries(migrations, history) if e["state"] == "gone"]
+    if gone:
+        warnings.append(f"applied versions without a file in the migrations directory: {', '.join(map(str, gone))}")
+    return warnings

@@ -1,0 +1,287 @@
+#!/usr/bin/python
+# Copyright (c) 2026 Lamassu IoT contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: postgres_lamassu_migrate
+short_description: Run goose migrations on one schema, interchangeably with goose v3
+version_added: 0.1.0
+description:
+  - A goose v3 compatible migration runner for one schema of one database. What goose applied, this
+    module reads and continues, and the other way round.
+  - The version table is goose's own (its PostgreSQL DDL, a first row for version 0), created inside
+    O(schema) together with the schema itself when missing, in one transaction, the first time a
+    migration is applied.
+  - Files are discovered and SQL files are split into statements exactly as goose does
+    (C(-- +goose Up/Down), C(StatementBegin/End), C(NO TRANSACTION), C(ENVSUB ON/OFF)).
+  - Applied and pending migrations follow goose's Provider. The current version is the highest applied
+    version. C(down) rolls back in insertion order and deletes the version row; version 0 is never
+    rolled back. Unapplied files older than the current version are "missing" and refused unless
+    O(allow_missing=true).
+  - Each migration runs in its own transaction together with its version-row change; a
+    C(NO TRANSACTION) migration runs statement by statement and then records its version. A failing
+    migration is rolled back, the ones before it stay applied, and the failure names the version,
+    the file, the statement number and the server's message while RV(applied) still lists what was done.
+  - Migrations run with O(schema) as the only schema on C(search_path), so unqualified names land in
+    it, as for a Lamassu service connected with C(search_path=<schema>).
+  - The run holds goose's session advisory lock (C(pg_try_advisory_lock(4097083626)), plus
+    C(5887940537704921958), the id some goose v3 releases use instead), retried every half second for up
+    to five minutes (goose's own bound); then it fails with "another migration is in progress" and
+    changes nothing. Check mode and the C(status) and C(version) commands take no lock and change nothing.
+  - A file is refused before anything is applied when it is malformed (named with its line), or when it
+    is a pending Go migration (C(.go)) without a Python port C(<version>_<name>.py).
+extends_documentation_fragment:
+  - lamassuiot.postgres.connection
+options:
+  database:
+    description: Database to migrate. It must exist.
+    type: str
+    default: lamassu
+  schema:
+    description:
+      - Schema that holds the version table, created when missing.
+      - While migrations run it is the only schema on C(search_path).
+    type: str
+    default: public
+  path:
+    description:
+      - Directory of migration files on the managed host.
+      - C(<version>_<name>.sql) goose SQL migrations.
+      - C(<version>_<name>.py) Python migrations, with a function C(up(conn)) and optionally C(down(conn)),
+        called with the psycopg2 connection inside the migration's transaction (they must not commit).
+      - C(<version>_<name>.go) Go migrations are recognised but never run; a C(.py) of the same version ports one.
+    type: path
+    required: true
+  command:
+    description:
+      - C(up) applies every pending migration; C(up-by-one) the next one; C(up-to) those up to O(version).
+      - C(down) rolls back the last applied migration; C(down-to) rolls back to O(version), excluded;
+        C(reset) rolls back every migration; C(redo) rolls back the last applied migration and applies it again.
+      - C(status) and C(version) only read.
+    type: str
+    default: up
+    choices: [up, up-by-one, up-to, down, down-to, redo, reset, status, version]
+  version:
+    description: Target version of O(command=up-to) (at least 1) and O(command=down-to) (at least 0).
+    type: int
+  table:
+    description: Name of the goose version table inside O(schema).
+    type: str
+    default: goose_db_version
+  allow_missing:
+    description:
+      - Apply missing migrations (never applied, older than the current version) before the new ones,
+        as goose's C(--allow-missing). Without it their presence fails the run before anything is applied.
+    type: bool
+    default: false
+  env:
+    description:
+      - Values for C(-- +goose ENVSUB ON) sections, on top of the environment of the module's process.
+      - Substituted values are part of the statements, so they appear in RV(applied) and RV(queries);
+        do not pass secrets this way.
+    type: dict
+    default: {}
+attributes:
+  check_mode:
+    description:
+      - Computes the plan and returns in RV(applied) each migration it would run with its statements, and in
+        RV(queries) every statement; touches nothing, not even the version table (a missing table reads as
+        an empty history).
+    support: full
+  diff_mode:
+    description: Shows the schema's version before and after.
+    support: full
+notes:
+  - See C(docs/migrate.md) in the collection for a command by command comparison with goose.
+  - When the history is out of order, goose's older API (which Lamassu's own tool uses) reads another current
+    version than goose's Provider and this module; C(status) and C(version) then warn.
+author:
+  - Lamassu IoT contributors (@lamassuiot)
+"""
+
+EXAMPLES = r"""
+- name: Apply every pending migration of the ca service to its schema
+  lamassuiot.postgres.postgres_lamassu_migrate:
+    database: lamassu
+    schema: ca
+    path: /opt/lamassu/migrations/ca
+
+- name: Show what would run, statement by statement (nothing is touched)
+  lamassuiot.postgres.postgres_lamassu_migrate:
+    schema: devicemanager
+    path: /opt/lamassu/migrations/devicemanager
+  check_mode: true
+  register: plan
+
+- name: Status of every migration
+  lamassuiot.postgres.postgres_lamassu_migrate:
+    schema: kms
+    path: /opt/lamassu/migrations/kms
+    command: status
+  register: kms_status
+
+- name: Roll back to version 20250101000000 (excluded)
+  lamassuiot.postgres.postgres_lamassu_migrate:
+    schema: ca
+    path: /opt/lamassu/migrations/ca
+    command: down-to
+    version: 20250101000000
+
+- name: Apply a hotfix migration older than the current version, with an ENVSUB value
+  lamassuiot.postgres.postgres_lamassu_migrate:
+    schema: ca
+    path: /opt/lamassu/migrations/ca
+    allow_missing: true
+    env:
+      LAMASSU_DOMAIN: pki.example.com
+"""
+
+RETURN = r"""
+version_before:
+  description: Current version (highest applied) before the run; 0 when nothing is applied.
+  returned: always
+  type: int
+  sample: 20250123125500
+version_after:
+  description: Current version after the run (in check mode, the version the run would leave).
+  returned: always
+  type: int
+  sample: 20260520120000
+applied:
+  description:
+    - Migrations run, in order; in check mode those that would run, with their statements and C(duration_ms=0).
+    - On failure, the migrations applied before the failing one.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    version:
+      description: Version of the migration.
+      type: int
+    name:
+      description: File name of the migration.
+      type: str
+    kind:
+      description: C(sql) or C(py).
+      type: str
+    direction:
+      description: C(up) or C(down).
+      type: str
+    statements:
+      description: The statements executed (for a Python migration, those it executed through its cursors).
+      type: list
+      elements: str
+    duration_ms:
+      description: Time the migration took, in milliseconds.
+      type: int
+  sample: [{version: 1, name: 00000000000001_init.sql, kind: sql, direction: up, statements: ['CREATE TABLE ...'], duration_ms: 12}]
+pending:
+  description: Migrations not applied after the run (in check mode, after the planned run).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    version:
+      description: Version of the migration.
+      type: int
+    name:
+      description: File name.
+      type: str
+    kind:
+      description: C(sql), C(py) or C(go).
+      type: str
+  sample: [{version: 20260520120000, name: 20260520120000_add_column.sql, kind: sql}]
+migrations:
+  description: Every migration file and every applied version, by version, after the run (the status view).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    version:
+      description: Version.
+      type: int
+    name:
+      description: File name; null for an applied version whose file is gone.
+      type: str
+    kind:
+      description: C(sql), C(py) or C(go); null when the file is gone.
+      type: str
+    path:
+      description: Path of the file on the managed host; null when the file is gone.
+      type: str
+    applied:
+      description: Whether the version is applied.
+      type: bool
+    applied_at:
+      description: Timestamp of the version row (the table's C(tstamp), server time zone); null when not applied.
+      type: str
+    state:
+      description:
+        - C(applied); C(pending); C(missing) (never applied and older than the current version, refused
+          unless O(allow_missing)); C(gone) (applied, but no file of that version in O(path)).
+      type: str
+  sample: [{version: 1, name: 00000000000001_init.sql, kind: sql, path: /tmp/m/00000000000001_init.sql,
+            applied: true, applied_at: '2026-01-02 03:04:05.678901', state: applied}]
+queries:
+  description:
+    - Every statement that changed the database, in order, or that would in check mode; version-table
+      statements included. Never a password.
+  returned: always
+  type: list
+  elements: str
+  sample: ['SET search_path TO "ca"', 'CREATE TABLE certificates (...)', 'INSERT INTO "ca"."goose_db_version" (version_id, is_applied) VALUES (1, true)']
+"""
+
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.connection import connect
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.plan import COMMANDS
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.runner import MigrateRequest, migrate
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE, GOOSE_TABLE
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.module import ModuleContext, run_module
+
+
+def argument_spec() -> dict:
+    return {
+        "database": {"type": "str", "default": DEFAULT_DATABASE},
+        "schema": {"type": "str", "default": "public"},
+        "path": {"type": "path", "required": True},
+        "command": {"type": "str", "default": "up", "choices": list(COMMANDS)},
+        "version": {"type": "int"},
+        "table": {"type": "str", "default": GOOSE_TABLE},
+        "allow_missing": {"type": "bool", "default": False},
+        "env": {"type": "dict", "default": {}},
+    }
+
+
+def work(ctx: ModuleContext) -> dict:
+    p = ctx.params
+    request = MigrateRequest(
+        database=p["database"],
+        schema=p["schema"],
+        path=p["path"],
+        command=p["command"],
+        version=p["version"],
+        table=p["table"],
+        allow_missing=p["allow_missing"],
+        env=p["env"] or {},
+    )
+    conn = connect(ctx.connection, request.database)
+    try:
+        result = migrate(conn, request, ctx.check_mode, ctx.warn)
+    finally:
+        conn.close()
+    if ctx.diff:
+        result["diff"] = {
+            "before": {"version": result["version_before"]},
+            "after": {"version": result["version_after"]},
+        }
+    return result
+
+
+def main() -> None:
+    run_module(
+        argument_spec(), work, required_if=[("command", "up-to", ["version"]), ("command", "down-to", ["version"])]
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Role schema_migrate: every service directory migrated into its schema; a second run changes nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from pathlib import Path
+
+from tests.harness.ansible import ACTION_GROUP, run_playbook
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "migrations"
+NEWEST = {
+    "alerts": 1,
+    "ca": 20260520120000,
+    "devicemanager": 20260120114736,
+    "dmsmanager": 20241230124809,
+    "kms": 20251031174938,
+    "va": 1,
+}
+
+
+def recap_changed(output: str) -> int:
+    match = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", output)
+    assert match, output
+    return int(match.group(1))
+
+
+def play(tmp_path: Path, pg, role_vars: dict, check: bool = False):
+    """The role as the upgrade playbook uses it: inventory-style variables at play level, role variables on the role."""
+    inventory = {k: v for k, v in role_vars.items() if k.startswith("lamassu_")}
+    params = {k: v for k, v in role_vars.items() if not k.startswith("lamassu_")}
+    playbook = tmp_path / f"play-{uuid.uuid4().hex[:6]}.yml"
+    playbook.write_text(
+        json.dumps(
+            [
+                {
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "vars": inventory,
+                    "module_defaults": {ACTION_GROUP: pg.module_defaults()},
+                    "roles": [{"role": "lamassuiot.postgres.schema_migrate", **params}],
+                }
+            ]
+        )
+    )
+    args = ["-i", "localhost,", "-c", "local"] + (["--check"] if check else [])
+    return run_playbook(playbook, *args)
+
+
+def versions(pg, db: str) -> dict[str, int]:
+    out = {}
+    for schema in NEWEST:
+        if pg.query(db, "SELECT to_regclass(%s)", (f"{schema}.goose_db_version",)) != [(None,)]:
+            out[schema] = pg.query(db, f'SELECT max(version_id) FROM "{schema}".goose_db_version')[0][0]
+    return out
+
+
+def test_role_migrates_every_service_and_is_idempotent(pg, tmp_path):
+    db = f"role_{uuid.uuid4().hex[:10]}"
+    pg.execute("postgres", f'CREATE DATABASE "{db}"')
+    role_vars = {"lamassu_migrations_dir": str(FIXTURES), "schema_migrate_database": db}
+
+    check = play(tmp_path, pg, role_vars, check=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert recap_changed(check.stdout) == 1  # one looped task would change
+    assert versions(pg, db) == {}
+
+    first = play(tmp_path, pg, role_vars)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert recap_changed(first.stdout) == 1
+    assert versions(pg, db) == NEWEST
+
+    second = play(tmp_path, pg, role_vars)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert recap_changed(second.stdout) == 0
+
+    assert not list(Path("/tmp").glob("lamassu-migrations-*")), "temporary copies left behind"
+
+
+def test_role_refuses_a_missing_directory(pg, tmp_path):
+    run = play(tmp_path, pg, {"schema_migrate_dir": str(tmp_path / "nowhere")})
+    assert run.returncode != 0
+    assert "must name a directory of the controller" in run.stdout
