@@ -374,6 +374,13 @@ def server_supports_xml(cluster) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _transaction(conn):
+    """A cursor inside one transaction of ``conn``: committed at the end, rolled back on error."""
+    with conn, conn.cursor() as cur:
+        yield cur
+
+
 def build_edge_database(cluster, dbname: str, owner: str = "edge_owner", extension_schema: str = "public") -> None:
     """Create ``dbname`` with the edge schema in ``public``, owned by ``owner``, in one transaction.
 
@@ -393,7 +400,7 @@ def build_edge_database(cluster, dbname: str, owner: str = "edge_owner", extensi
     ):
         data = data.replace(placeholder, value)
     ext_schema = sql.Identifier(extension_schema)
-    with contextlib.closing(cluster.connect(dbname, autocommit=False)) as conn, conn, conn.cursor() as cur:
+    with contextlib.closing(cluster.connect(dbname, autocommit=False)) as conn, _transaction(conn) as cur:
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ext_schema))
         cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO PUBLIC").format(ext_schema))
         for extension in EDGE_EXTENSIONS:
@@ -512,7 +519,7 @@ def build_unsupported_database(cluster, dbname: str, kind: str) -> str:
         pytest.skip("postgres_fdw is not available on this server")
     statements, name = _UNSUPPORTED_SQL[kind]
     _create_database(cluster, dbname)
-    with contextlib.closing(cluster.connect(dbname, autocommit=False)) as conn, conn, conn.cursor() as cur:
+    with contextlib.closing(cluster.connect(dbname, autocommit=False)) as conn, _transaction(conn) as cur:
         cur.execute(_BASE_SQL)
         cur.execute(statements)
     return name

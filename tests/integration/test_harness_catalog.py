@@ -199,7 +199,7 @@ def test_identical_schemas_in_two_databases_compare_equal(pg, unique_name):
 
 
 def test_helpers_leave_the_callers_session_as_it_was(pg, unique_name):
-    first, _ = _make_pair(pg, unique_name)
+    first = _make_pair(pg, unique_name)[0]
     with contextlib.closing(pg.connect(first, autocommit=False)) as conn:
         with conn.cursor() as cur:
             cur.execute("SET search_path = pg_catalog; SET TimeZone = 'Asia/Kolkata'")
@@ -234,7 +234,7 @@ def test_each_kind_of_change_is_reported(pg, unique_name, mutation):
 
 
 def test_catalog_snapshot_is_stable_and_sees_every_kind_of_change(pg, unique_name):
-    first, _ = _make_pair(pg, unique_name)
+    first = _make_pair(pg, unique_name)[0]
     with _connect(pg, first) as conn:
         before = catalog_snapshot(conn)
         assert diff_descriptions(before, catalog_snapshot(conn)) == []

@@ -14,7 +14,7 @@ def catalog(pg, database: str) -> dict:
     """Databases, and schemas with owner and relations of ``database`` when it exists."""
     databases = pg.query("postgres", "SELECT datname, pg_get_userbyid(datdba) FROM pg_database ORDER BY 1")
     snapshot = {"databases": databases}
-    if any(name == database for name, _ in databases):
+    if any(row[0] == database for row in databases):
         snapshot["schemas"] = pg.query(
             database,
             "SELECT n.nspname, pg_get_userbyid(n.nspowner), c.relname, c.reltuples FROM pg_namespace n "

@@ -1,0 +1,769 @@
+# Copyright (c) 2026 Lamassu IoT contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The phases of a copy: plan -> freeze -> snapshot -> DDL -> data (+ per-table indexes) -> final DDL
+-> sequences -> verify -> publish -> drop source.
+
+Everything is built in a staging schema of the target database (named after
+the target schema only, so a re-run finds the leftovers of an interrupted run
+and drops them first), then published in one transaction that renames it to
+the target name and writes the journal row. A session-level advisory lock in
+the target database keeps two runs on the same target apart.
+
+Test hook: with ``LAMASSU_DBCOPY_PAUSE_AT=<phase>`` and
+``LAMASSU_DBCOPY_PAUSE_FILE=<path>`` in the module's environment, the run
+creates ``<path>`` when it reaches ``<phase>`` (``ddl``, ``data``, ``verify``,
+``final``, ``publish``) and waits until the file is removed (at most
+``PAUSE_SECONDS``): tests use it to interrupt or disturb a run at a known point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+from .._pg import extensions, psycopg2, sql
+from ..connection import ConnectionParams, connect
+from ..errors import ConnectionFailed, InvalidInput, LamassuError, OperationFailed
+from ..lamassu import COLLECTION_VERSION, GOOSE_TABLE, JOURNAL_SCHEMA
+from ..names import check_identifier
+from ..session import Session
+from . import ddl, freeze, verify
+from .catalog import SourceCatalog, Table, acl_expr, grants_from_rows, read_catalog, reading_path
+from .journal import CopyRecord, Journal
+from .stream import StreamError, copy_statements, prepare_session, stream
+
+STAGING_PREFIX = "lamassu_stage_"
+STAGING_MARKER = "lamassuiot.postgres db_to_schema staging schema; dropped by the next run"
+LOCK_NAMESPACE = "lamassuiot.postgres db_to_schema"
+APPLICATION = "lamassuiot.postgres db_to_schema"
+PAUSE_AT_ENV = "LAMASSU_DBCOPY_PAUSE_AT"
+PAUSE_FILE_ENV = "LAMASSU_DBCOPY_PAUSE_FILE"
+PAUSE_SECONDS = 300
+SOURCE_LOCK_TIMEOUT = "60s"
+MESSAGE_OBJECTS = 20
+
+
+class _Background:
+    """A function running in a thread; ``result()`` joins it and returns its value or raises its exception."""
+
+    def __init__(self, function, *args):
+        self._outcome: dict = {}
+        self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, function, args) -> None:
+        try:
+            self._outcome["value"] = function(*args)
+        except BaseException as exc:
+            self._outcome["error"] = exc
+
+    def result(self):
+        self._thread.join()
+        if "error" in self._outcome:
+            raise self._outcome["error"]
+        return self._outcome["value"]
+
+
+def staging_name(target_schema: str) -> str:
+    """Deterministic per target schema; a hash suffix keeps long names unique within 63 bytes."""
+    name = STAGING_PREFIX + target_schema
+    if len(name.encode()) <= 63:
+        return name
+    digest = hashlib.sha256(target_schema.encode()).hexdigest()[:8]
+    head = name.encode()[: 63 - 9].decode("utf-8", "ignore")
+    return f"{head}_{digest}"
+
+
+@dataclass(frozen=True)
+class CopyRequest:
+    source_database: str
+    source_schema: str = "public"
+    target_database: str = "lamassu"
+    target_schema: str | None = None
+    state: str = "present"
+    jobs: int = 2
+    verify: str = "checksum"
+    freeze_source: bool = False
+    if_target_exists: str = "fail"
+    drop_source: bool = False
+
+    @property
+    def target(self) -> str:
+        return self.target_schema or self.source_database
+
+    def validate(self) -> None:
+        check_identifier(self.source_database, "source database", allow_system=True)
+        check_identifier(self.source_schema, "source schema", allow_system=True)
+        check_identifier(self.target_database, "target database", allow_system=True)
+        check_identifier(self.target, "target schema")
+        if self.target.startswith(STAGING_PREFIX) or self.target == JOURNAL_SCHEMA:
+            raise InvalidInput(f"The target schema name {self.target!r} is reserved for the copy's own use")
+        if self.source_database == self.target_database:
+            raise InvalidInput(
+                f"The source and target database are both {self.source_database!r}; the copy moves a schema "
+                "into another database"
+            )
+        if self.jobs < 1:
+            raise InvalidInput(f"jobs must be at least 1, not {self.jobs}")
+        if self.verify not in verify.VERIFY_MODES:
+            raise InvalidInput(f"verify must be one of {', '.join(verify.VERIFY_MODES)}")
+        if self.drop_source and self.verify == "none":
+            raise InvalidInput("drop_source needs a verified copy: use verify=count or verify=checksum")
+
+
+@dataclass
+class TargetState:
+    exists: bool
+    oid: int | None = None
+    owner: str | None = None
+    acl: list | None = None
+    comment: str | None = None
+    objects: list[str] = field(default_factory=list)
+    non_empty_tables: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TableOutcome:
+    name: str
+    rows: int
+    bytes: int
+    seconds: float
+    verified: bool
+    checksum: str | None = None
+    problem: str | None = None
+
+
+class Engine:
+    """One run of the module; holds the per-run state (queries, timings, connections)."""
+
+    def __init__(self, params: ConnectionParams, request: CopyRequest, check_mode: bool = False, warn=None):
+        self.params = params
+        self.request = request
+        self.check_mode = check_mode
+        self.warn = warn or (lambda message: None)
+        self.queries: list[str] = []
+        self.started = time.monotonic()
+        self.phase = "plan"
+        self.staging = staging_name(request.target)
+        self.locked = False
+        self._paused: set[str] = set()
+        self.frozen = False
+        self.source_dropped = False
+
+    # ---------------------------------------------------------------- entry point
+    def run(self) -> dict:
+        self.request.validate()
+        conn = self._connect_target()
+        session = Session(conn, self.queries)
+        try:
+            if not self.check_mode:
+                self._lock(session)
+            if self.request.state == "absent":
+                return self._absent(session)
+            return self._present(session)
+        except psycopg2.Error as exc:
+            raise OperationFailed(
+                f"The copy failed during phase {self.phase}: {str(exc).strip()}", self._partial()
+            ) from None
+        finally:
+            conn.close()
+
+    def _connect_target(self):
+        try:
+            return connect(self.params, self.request.target_database)
+        except ConnectionFailed as exc:
+            if "does not exist" in str(exc):
+                raise InvalidInput(
+                    f"The target database {self.request.target_database!r} does not exist; "
+                    "create it first with lamassuiot.postgres.postgres_lamassu_schema"
+                ) from None
+            raise
+
+    def _lock(self, session: Session) -> None:
+        got = session.fetch_value(
+            "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))", (LOCK_NAMESPACE, self.request.target)
+        )
+        if not got:
+            holder = session.fetch_value(
+                """
+                SELECT string_agg(l.pid::text, ', ') FROM pg_locks l
+                WHERE l.locktype = 'advisory' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND l.classid = (hashtext(%s)::bigint & 4294967295)::text::oid
+                  AND l.objid = (hashtext(%s)::bigint & 4294967295)::text::oid AND l.objsubid = 2
+                """,
+                (LOCK_NAMESPACE, self.request.target),
+            )
+            raise OperationFailed(
+                f"A copy into schema {self.request.target!r} of database {self.request.target_database!r} is already "
+                f"in progress (server process {holder or 'unknown'} holds its lock); nothing was changed"
+            )
+        self.locked = True
+
+    # ---------------------------------------------------------------- results
+    def _base_result(self, changed: bool, goose_version=None, tables=None) -> dict:
+        req = self.request
+        return {
+            "changed": changed,
+            "source": {
+                "database": req.source_database,
+                "schema": req.source_schema,
+                "goose_version": goose_version,
+                "frozen": self.frozen,
+                "dropped": self.source_dropped,
+            },
+            "target": {"database": req.target_database, "schema": req.target},
+            "tables": tables or [],
+            "duration_s": round(time.monotonic() - self.started, 3),
+            "dsn": self.params.dsn(req.target_database, req.target),
+            "queries": self.queries,
+        }
+
+    def _partial(self) -> dict:
+        return {"queries": self.queries, "phase": self.phase}
+
+    # ---------------------------------------------------------------- state=present
+    def _present(self, session: Session) -> dict:
+        req = self.request
+        journal = Journal(session)
+        record = journal.published(req.source_database, req.source_schema, req.target)
+        source_exists = self._database_exists(session, req.source_database)
+        if record:
+            return self._already_copied(session, journal, record, source_exists)
+        if not source_exists:
+            raise InvalidInput(
+                f"The source database {req.source_database!r} does not exist and the journal of database "
+                f"{req.target_database!r} records no copy of it into schema {req.target!r}"
+            )
+        catalog = self._plan_catalog()
+        target = self._target_state(session, req.target)
+        replace = self._check_target(target)
+        needed = self._extensions_needed(session, catalog)
+        if self.check_mode:
+            return self._plan_result(catalog, target, replace, needed)
+        journal.ensure()
+        self._drop_leftovers(session)
+        if req.freeze_source:
+            self.phase = "freeze"
+            freeze.freeze(session, journal, req.source_database)
+            self.frozen = True
+        try:
+            outcomes, catalog = self._copy(session, journal, needed)
+        except BaseException:
+            self._cleanup(session)
+            raise
+        if req.drop_source:
+            self._drop_source(session, journal)
+        tables = [self._table_result(o) for o in outcomes]
+        return self._base_result(True, catalog.goose_version, tables)
+
+    def _already_copied(self, session: Session, journal: Journal, record: CopyRecord, source_exists: bool) -> dict:
+        req = self.request
+        changed = False
+        if source_exists:
+            self.frozen = (
+                freeze.is_frozen(session, req.source_database) and journal.freeze_record(req.source_database)[0]
+            )
+            if req.freeze_source and not self.frozen:
+                changed = True
+                if not self.check_mode:
+                    freeze.freeze(session, journal, req.source_database)
+                self.frozen = True
+            if req.drop_source:
+                if record.verify == "none":
+                    raise InvalidInput(
+                        f"The recorded copy of {req.source_database!r} was not verified (verify=none); "
+                        "drop_source needs a verified copy"
+                    )
+                changed = True
+                if not self.check_mode:
+                    self._drop_source(session, journal)
+                else:
+                    self.source_dropped = True
+        else:
+            self.source_dropped = True
+        tables = [{k: t.get(k) for k in ("name", "rows", "bytes", "seconds", "verified")} for t in record.tables]
+        result = self._base_result(changed, record.goose_version, tables)
+        result["recorded"] = {"finished_at": record.finished_at, "verify": record.verify, "id": record.id}
+        return result
+
+    def _plan_result(self, catalog: SourceCatalog, target: TargetState, replace: bool, needed) -> dict:
+        tables = [
+            {"name": t.name, "rows": t.estimated_rows, "bytes": t.bytes, "seconds": 0.0, "verified": False}
+            for t in catalog.tables
+        ]
+        result = self._base_result(True, catalog.goose_version, tables)
+        result["plan"] = {
+            "staging_schema": self.staging,
+            "tables": [{"name": t.name, "estimated_rows": t.estimated_rows, "bytes": t.bytes} for t in catalog.tables],
+            "objects": ddl.objects_to_create(catalog),
+            "extensions": [name for name, _schema in needed],
+            "replace_target": replace,
+            "target_exists": target.exists,
+            "freeze_source": self.request.freeze_source,
+            "drop_source": self.request.drop_source,
+        }
+        self.frozen = self.request.freeze_source
+        return result
+
+    @staticmethod
+    def _table_result(outcome: TableOutcome) -> dict:
+        return {k: v for k, v in asdict(outcome).items() if k in ("name", "rows", "bytes", "seconds", "verified")}
+
+    # ---------------------------------------------------------------- plan
+    @staticmethod
+    def _database_exists(session: Session, name: str) -> bool:
+        return bool(session.fetch_value("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)))
+
+    def _open_source(self, role: str):
+        conn = connect(self.params, self.request.source_database, autocommit=False)
+        prepare_session(conn, f"{APPLICATION} {self.request.source_database}->{self.request.target} {role}")
+        conn.set_session(isolation_level=extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
+        return conn
+
+    def _plan_catalog(self) -> SourceCatalog:
+        """Read the source once to fail early (before any change) on unsupported objects."""
+        conn = self._open_source("plan")
+        try:
+            catalog = read_catalog(Session(conn, []), self.request.source_database, self.request.source_schema)
+        finally:
+            conn.close()
+        self._refuse_unsupported(catalog)
+        return catalog
+
+    def _refuse_unsupported(self, catalog: SourceCatalog) -> None:
+        if catalog.unsupported:
+            raise InvalidInput(
+                f"Schema {catalog.schema!r} of database {catalog.database!r} holds objects the copy does not "
+                f"reproduce, so nothing was copied: {'; '.join(catalog.unsupported)}"
+            )
+
+    def _target_state(self, session: Session, schema: str) -> TargetState:
+        row = session.fetch_one(
+            f"""SELECT n.oid, pg_get_userbyid(n.nspowner), {acl_expr("n.nspacl")}, obj_description(n.oid, 'pg_namespace')
+                FROM pg_namespace n WHERE n.nspname = %s""",
+            (schema,),
+        )
+        if row is None:
+            return TargetState(False)
+        oid, owner, acl, comment = row
+        objects = session.fetch_all(
+            """
+            SELECT kind, name FROM (
+              SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
+                     WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
+                     ELSE 'relation' END AS kind, c.relname::text AS name
+              FROM pg_class c WHERE c.relnamespace = %(ns)s AND c.relkind NOT IN ('i', 'I', 't', 'c')
+              UNION ALL SELECT 'function', p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = %(ns)s
+              UNION ALL SELECT 'type', t.typname::text FROM pg_type t
+                WHERE t.typnamespace = %(ns)s AND t.typtype IN ('e', 'd', 'r', 'b', 'c')
+                  AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+                  AND NOT (t.typcategory = 'A' AND t.typelem <> 0)
+            ) o ORDER BY 1, 2
+            """,
+            {"ns": oid},
+        )
+        state = TargetState(True, oid, owner, acl, comment, [f"{kind} {name}" for kind, name in objects])
+        for kind, name in objects:
+            if kind == "table" and session.fetch_value(
+                sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(schema, name))
+            ):
+                state.non_empty_tables.append(name)
+        return state
+
+    def _check_target(self, target: TargetState) -> bool:
+        """Whether publishing replaces an existing schema holding objects; raise when that is refused."""
+        if not target.exists or not target.objects:
+            return False
+        if self.request.if_target_exists == "replace":
+            return True
+        req = self.request
+        shown = ", ".join(target.objects[:MESSAGE_OBJECTS])
+        more = f" and {len(target.objects) - MESSAGE_OBJECTS} more" if len(target.objects) > MESSAGE_OBJECTS else ""
+        only_empty = all(o.startswith(("table ", "sequence ")) for o in target.objects) and all(
+            name == GOOSE_TABLE for name in target.non_empty_tables
+        )
+        hint = (
+            " All its tables are empty (apart from the goose version table): this is what a newer Lamassu "
+            "creates when it starts against the unified database before the copy; set if_target_exists=replace "
+            "to replace them with the copy."
+            if only_empty
+            else f" Tables holding rows: {', '.join(target.non_empty_tables) or 'none'}."
+        )
+        raise InvalidInput(
+            f"The target schema {req.target!r} of database {req.target_database!r} already holds objects and is "
+            f"not a recorded copy of {req.source_database}.{req.source_schema}: {shown}{more}.{hint} Nothing was changed."
+        )
+
+    def _extensions_needed(self, session: Session, catalog: SourceCatalog) -> list[tuple[str, str]]:
+        """(name, schema) of source extensions missing in the target database; unavailable ones fail now."""
+        installed = dict(
+            session.fetch_all(
+                "SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+            )
+        )
+        available = {name for (name,) in session.fetch_all("SELECT name FROM pg_available_extensions")}
+        needed = []
+        for ext in catalog.extensions:
+            if ext.name in installed:
+                continue
+            if ext.name not in available:
+                raise InvalidInput(
+                    f"The source uses extension {ext.name!r}, which is not available on the server for database "
+                    f"{self.request.target_database!r}"
+                )
+            needed.append((ext.name, "public" if ext.schema == catalog.schema else ext.schema))
+        return needed
+
+    # ---------------------------------------------------------------- copy
+    def _drop_leftovers(self, session: Session) -> None:
+        marker = session.fetch_one(
+            "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s", (self.staging,)
+        )
+        if marker is None:
+            return
+        if marker[0] != STAGING_MARKER:
+            raise OperationFailed(
+                f"Schema {self.staging!r} exists in database {self.request.target_database!r} but was not made by "
+                "this module (its comment differs); it is the staging name of this copy: rename or drop it"
+            )
+        with session.conn:
+            session.execute(
+                sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(self.staging)), what="interrupted run"
+            )
+
+    def _cleanup(self, session: Session) -> None:
+        """Best effort after a failure: drop the staging schema, on the locked connection or else a fresh one."""
+        if not self.locked:
+            return
+        try:
+            session.conn.rollback()
+            self._drop_leftovers(session)
+            return
+        except (LamassuError, psycopg2.Error):
+            pass
+        try:
+            conn = connect(self.params, self.request.target_database)
+        except LamassuError:
+            return
+        try:
+            fresh = Session(conn, self.queries)
+            # The first connection is gone, so is its lock: take it again or leave the leftovers to the next run.
+            if fresh.fetch_value(
+                "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))", (LOCK_NAMESPACE, self.request.target)
+            ):
+                self._drop_leftovers(fresh)
+        except (LamassuError, psycopg2.Error):
+            pass
+        finally:
+            conn.close()
+
+    def _copy(self, session: Session, journal: Journal, needed) -> tuple[list[TableOutcome], SourceCatalog]:
+        req = self.request
+        started_at = session.fetch_value("SELECT now()::text")
+        self.phase = "snapshot"
+        coordinator = self._open_source("snapshot")
+        try:
+            source = Session(coordinator, [])
+            catalog = read_catalog(source, req.source_database, req.source_schema)
+            self._refuse_unsupported(catalog)
+            if catalog.tables:
+                # Like pg_dump: no DDL on the source tables until the copy has read them.
+                with coordinator.cursor() as cur:
+                    cur.execute(sql.SQL("SET LOCAL lock_timeout TO {}").format(sql.Literal(SOURCE_LOCK_TIMEOUT)))
+                    cur.execute(
+                        sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
+                            sql.SQL(", ").join(sql.Identifier(catalog.schema, t.name) for t in catalog.tables)
+                        )
+                    )
+            snapshot = source.fetch_value("SELECT pg_export_snapshot()")
+            self._ddl(session, catalog, needed)
+            outcomes = self._copy_data(catalog, snapshot)
+            self._verify(outcomes)
+            self._final(session, catalog)
+            self._publish(session, journal, catalog, outcomes, started_at)
+        finally:
+            coordinator.close()
+        return outcomes, catalog
+
+    def _pause(self, phase: str) -> None:
+        if os.environ.get(PAUSE_AT_ENV) != phase or phase in self._paused:
+            return
+        self._paused.add(phase)
+        path = os.environ.get(PAUSE_FILE_ENV)
+        if not path:
+            return
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(f"{os.getpid()}\n")
+        deadline = time.monotonic() + PAUSE_SECONDS
+        while os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _search_path(self, session: Session, catalog: SourceCatalog) -> sql.Composable:
+        """The reading path of the source (``catalog.reading_path``) translated to the target database."""
+        where = dict(
+            session.fetch_all(
+                "SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+            )
+        )
+        translated = []
+        for name in reading_path(catalog.schema, catalog.extensions):
+            if name == catalog.schema:
+                translated.append(self.staging)
+            if name == "pg_catalog":
+                translated.append(name)
+            translated.extend(where[e.name] for e in catalog.extensions if e.schema == name and e.name in where)
+        unique = dict.fromkeys(translated)
+        return sql.SQL("SET search_path TO {}").format(sql.SQL(", ").join(sql.Identifier(p) for p in unique))
+
+    def _ddl(self, session: Session, catalog: SourceCatalog, needed) -> None:
+        self.phase = "ddl"
+        self._pause("ddl")
+        with session.conn:
+            session.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.staging)), what="staging schema")
+            session.execute(
+                sql.SQL("COMMENT ON SCHEMA {} IS {}").format(sql.Identifier(self.staging), sql.Literal(STAGING_MARKER))
+            )
+            for name, schema in needed:
+                session.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+                session.execute(
+                    sql.SQL("CREATE EXTENSION IF NOT EXISTS {} SCHEMA {}").format(
+                        sql.Identifier(name), sql.Identifier(schema)
+                    ),
+                    what=f"extension {name}",
+                )
+        self.search_path = self._search_path(session, catalog)
+        with session.conn:
+            session.execute(self.search_path)
+            for statement in ddl.pre_data(catalog, self.staging):
+                session.execute(statement, what="structure")
+
+    def _copy_data(self, catalog: SourceCatalog, snapshot: str) -> list[TableOutcome]:
+        self.phase = "data"
+        self._pause("data")
+        work: queue.Queue = queue.Queue()
+        for table in sorted(catalog.tables, key=lambda t: (-t.bytes, t.name)):
+            work.put(table)
+        outcomes: dict[str, TableOutcome] = {}
+        failures: list[str] = []
+        stop = threading.Event()
+        workers = [
+            threading.Thread(
+                target=self._worker,
+                args=(number, work, catalog, snapshot, outcomes, failures, stop),
+                name=f"copy-worker-{number}",
+                daemon=True,
+            )
+            for number in range(min(self.request.jobs, max(len(catalog.tables), 1)))
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        if failures:
+            raise OperationFailed("; ".join(failures), self._partial())
+        return [outcomes[t.name] for t in catalog.tables]
+
+    def _worker(self, number, work, catalog, snapshot, outcomes, failures, stop) -> None:
+        req = self.request
+        source = target = checker = None
+        current = None
+        try:
+            source = self._open_source(f"worker {number}")
+            with source.cursor() as cur:
+                cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+            if req.verify == "checksum":
+                # The source side of the checksum runs on its own connection, while the rows stream.
+                checker = self._open_source(f"worker {number} checksum")
+                with checker.cursor() as cur:
+                    cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+            target = connect(self.params, req.target_database, autocommit=False)
+            prepare_session(target, f"{APPLICATION} {req.source_database}->{req.target} worker {number}")
+            with target.cursor() as cur:
+                cur.execute(self.search_path)
+                cur.execute("SET synchronous_commit TO off")
+            target.commit()
+            while not stop.is_set():
+                try:
+                    current = work.get_nowait()
+                except queue.Empty:
+                    break
+                outcomes[current.name] = self._copy_table(source, target, checker, catalog, current)
+        except StreamError as exc:
+            stop.set()
+            failures.append(f"Copying table {current.name if current else '?'} failed on the {exc.side} side: {exc}")
+        except (LamassuError, psycopg2.Error) as exc:
+            stop.set()
+            where = f"table {current.name}" if current else "a copy worker"
+            failures.append(f"Copying {where} failed: {str(exc).strip()}")
+        except BaseException as exc:
+            stop.set()
+            failures.append(f"Copy worker {number} failed unexpectedly: {exc!r}")
+        finally:
+            for conn in (source, target, checker):
+                if conn is not None:
+                    with contextlib.suppress(psycopg2.Error):
+                        conn.close()
+
+    def _copy_table(self, source, target, checker, catalog: SourceCatalog, table: Table) -> TableOutcome:
+        req = self.request
+        began = time.monotonic()
+        source_side = _Background(verify.measure, checker, "checksum", catalog.schema, table.name) if checker else None
+        try:
+            session = Session(target, self.queries)
+            name = sql.Identifier(self.staging, table.name)
+            session.execute(sql.SQL("TRUNCATE {}").format(name), what=f"table {table.name}")
+            source_copy, target_copy = copy_statements(table, catalog.schema, self.staging)
+            self.queries.append(session.render(target_copy))
+            result = stream(source, target, source_copy, target_copy)
+            target.commit()
+            for statement in ddl.table_post_data(table, self.staging):
+                session.execute(statement, what=f"indexes of table {table.name}")
+            target.commit()
+            self._pause("verify")
+            counted, target_check = self._measure(target, table, result.rows_out)
+        except BaseException:
+            if source_side:
+                with contextlib.suppress(BaseException):
+                    source_side.result()  # its connection must be idle before the worker closes it
+            raise
+        source_check = source_side.result() if source_side else counted
+        return TableOutcome(
+            name=table.name,
+            rows=target_check.rows if target_check else result.rows_in,
+            bytes=table.bytes,
+            seconds=round(time.monotonic() - began, 3),
+            verified=req.verify != "none",
+            checksum=source_check.checksum if source_check else None,
+            problem=verify.mismatch(table.name, source_check, target_check),
+        )
+
+    def _measure(self, target, table: Table, rows_out: int):
+        """(source side, target side) of the verification; the source checksum is computed apart, during the COPY."""
+        mode = self.request.verify
+        if mode == "none":
+            return None, None
+        with target.cursor() as cur:
+            measured = verify.measure(cur, mode, self.staging, table.name)
+        target.commit()
+        return (verify.TableCheck(rows_out) if mode == "count" else None), measured
+
+    def _final(self, session: Session, catalog: SourceCatalog) -> None:
+        self.phase = "final"
+        self._pause("final")
+        with session.conn:
+            session.execute(self.search_path)
+            for statement in ddl.final(catalog, self.staging):
+                session.execute(statement, what="constraints, views and grants")
+            for statement in ddl.sequence_values(catalog, self.staging):
+                session.execute(statement, what="sequence values")
+
+    def _verify(self, outcomes: list[TableOutcome]) -> None:
+        self.phase = "verify"
+        problems = [o.problem for o in outcomes if o.problem]
+        if problems:
+            raise OperationFailed(
+                f"Verification ({self.request.verify}) failed, nothing was published and the source is untouched: "
+                + "; ".join(problems),
+                self._partial(),
+            )
+
+    def _publish(self, session: Session, journal: Journal, catalog, outcomes, started_at) -> None:
+        self.phase = "publish"
+        req = self.request
+        with session.conn:
+            session.execute(sql.SQL("SET LOCAL synchronous_commit TO on"))
+            existing = self._target_state(session, req.target)
+            self._check_target(existing)
+            oid = session.fetch_value("SELECT oid FROM pg_namespace WHERE nspname = %s", (self.staging,))
+            target = sql.Identifier(req.target)
+            if existing.exists:
+                session.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(target), what="replaced target schema")
+                journal.mark_replaced(existing.oid)
+            session.execute(
+                sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(self.staging), target), what="publish"
+            )
+            owner = existing.owner if existing.exists else catalog.schema_owner
+            acl = grants_from_rows(existing.acl) if existing.exists else catalog.schema_acl
+            comment = existing.comment if existing.exists else catalog.schema_comment
+            session.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(target, sql.Identifier(owner)))
+            for statement in ddl.grant_statements("SCHEMA", target, owner, acl):
+                session.execute(statement)
+            session.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(target, sql.Literal(comment)))
+            journal.record_copy(
+                CopyRecord(
+                    id=0,
+                    source_database=req.source_database,
+                    source_schema=req.source_schema,
+                    target_schema=req.target,
+                    target_schema_oid=oid,
+                    verify=req.verify,
+                    goose_version=catalog.goose_version,
+                    started_at=started_at,
+                    finished_at="",
+                    tables=[{**self._table_result(o), "checksum": o.checksum} for o in outcomes],
+                    collection_version=COLLECTION_VERSION,
+                )
+            )
+            self._pause("publish")
+
+    # ---------------------------------------------------------------- drop source
+    def _drop_source(self, session: Session, journal: Journal) -> None:
+        req = self.request
+        self.phase = "drop_source"
+        if not self._database_exists(session, req.source_database):
+            self.source_dropped = True
+            return
+        others = freeze.other_sessions(session, req.source_database)
+        if others:
+            raise OperationFailed(
+                f"Refusing to drop the source database {req.source_database!r}: other sessions are connected: "
+                + "; ".join(others),
+                {**self._base_result(True), "queries": self.queries},
+            )
+        session.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(req.source_database)), what="drop_source")
+        self.source_dropped = True
+        self.frozen = False
+        with session.conn:
+            journal.mark_source_dropped(req.source_database)
+            journal.forget_freeze(req.source_database)
+
+    # ---------------------------------------------------------------- state=absent
+    def _absent(self, session: Session) -> dict:
+        req = self.request
+        journal = Journal(session)
+        record = journal.published(req.source_database, req.source_schema, req.target)
+        target = self._target_state(session, req.target)
+        changed = False
+        if record:
+            changed = True
+            if not self.check_mode:
+                with session.conn:
+                    session.execute(
+                        sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(req.target)), what="state=absent"
+                    )
+                    journal.mark_removed(record.id)
+        elif target.exists:
+            raise InvalidInput(
+                f"Refusing to remove schema {req.target!r} of database {req.target_database!r}: the journal records "
+                f"no copy of {req.source_database}.{req.source_schema} into it. Nothing was changed."
+            )
+        leftovers = session.fetch_value("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (self.staging,))
+        if leftovers and not self.check_mode:
+            self._drop_leftovers(session)
+            changed = True
+        recorded_freeze, _previous = journal.freeze_record(req.source_database)
+        if recorded_freeze:
+            changed = True
+            if not self.check_mode:
+                freeze.thaw(session, journal, req.source_database)
+        self.frozen = False
+        return self._base_result(changed, record.goose_version if record else None)
+
+
+def run_copy(params: ConnectionParams, request: CopyRequest, check_mode: bool = False, warn=None) -> dict:
+    return Engine(params, request, check_mode, warn).run()

@@ -1,0 +1,250 @@
+#!/usr/bin/python
+# Copyright (c) 2026 Lamassu IoT contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: postgres_db_to_schema
+short_description: Copy one database's schema into a schema of another database, atomically and verified
+version_added: 0.1.0
+description:
+  - Copies the structure (types, sequences, tables, columns, defaults, identity, constraints, indexes, views,
+    comments, owners and grants), the data (streamed with C(COPY) between two connections, never a whole table
+    in memory) and the sequence positions of O(source_schema) of O(source_database) into O(target_schema) of
+    O(target_database) on the same server, including the goose version table.
+  - All tables are read from one consistent snapshot of the source, also with several O(jobs).
+  - The copy is built in a staging schema, verified against the source (O(verify)), then renamed to
+    O(target_schema) in one transaction together with its journal row; an interrupted run leaves nothing under
+    the target name and the next run drops its leftovers and completes the job.
+  - Each published copy is recorded in schema C(lamassu_migration) of the target database; a re-run after a
+    published copy changes nothing and reads no data.
+  - Source objects the copy does not reproduce (triggers, functions, policies, rules, partitioned or inherited
+    tables, foreign tables, materialized views, range types, extended statistics, default privileges, large
+    objects) make the module fail before anything changes, naming them.
+  - Two runs on the same target schema exclude each other with an advisory lock; the second fails at once.
+extends_documentation_fragment:
+  - lamassuiot.postgres.connection
+options:
+  source_database:
+    description: Database to copy from, for example C(ca).
+    type: str
+    required: true
+  source_schema:
+    description: Schema of O(source_database) to copy.
+    type: str
+    default: public
+  target_database:
+    description: Database to copy into; it must exist (M(lamassuiot.postgres.postgres_lamassu_schema) makes it).
+    type: str
+    default: lamassu
+  target_schema:
+    description:
+      - Schema to create in O(target_database). Defaults to the name of O(source_database).
+      - An existing empty schema is replaced by the copy, keeping its owner, grants and comment.
+    type: str
+  state:
+    description:
+      - V(present) copies.
+      - V(absent) drops O(target_schema) when the journal records it as a copy of this source made by this module
+        (anything else is refused), drops leftovers of an interrupted run, and lifts the freeze of the source.
+    type: str
+    default: present
+    choices: [present, absent]
+  jobs:
+    description: Tables copied at once, each by its own pair of connections, all from one snapshot.
+    type: int
+    default: 2
+  verify:
+    description:
+      - How the copy is checked against the source before it is published.
+      - V(count) compares the rows read from the snapshot with the rows of each copied table.
+      - V(checksum) also compares an order-independent checksum of every row's content, computed by the server
+        on both sides.
+    type: str
+    default: checksum
+    choices: [none, count, checksum]
+  freeze_source:
+    description:
+      - Before copying, set C(default_transaction_read_only) on O(source_database) and terminate its other
+        sessions, so that writes of every other session fail from then on; the freeze outlives the run and is
+        lifted by O(state=absent).
+      - A session that explicitly switches to read-write (C(SET transaction_read_only = off)) or a superuser can
+        still write; applications do not do that.
+    type: bool
+    default: false
+  if_target_exists:
+    description:
+      - What to do when O(target_schema) exists, holds objects and is not a recorded copy of this source.
+      - V(fail) names the objects and changes nothing; V(replace) drops that schema when the copy is published.
+    type: str
+    default: fail
+    choices: [fail, replace]
+  drop_source:
+    description:
+      - After a verified copy (O(verify) not V(none)), drop O(source_database). Refused while other sessions are
+        connected to it, naming them; nothing to do once it is gone.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    description: Returns the plan in RV(plan) (tables with estimated rows and sizes, objects to create, extensions
+      needed); writes nothing.
+    support: full
+  diff_mode:
+    description: Not supported; RV(plan) in check mode shows what would be created.
+    support: none
+notes:
+  - Tablespaces, security labels and the grantor of grants are not reproduced; grants are made by the owner.
+  - Sequence positions are read while copying; without O(freeze_source) they may be ahead of the copied rows,
+    never behind.
+  - See C(docs/db_to_schema.md) of the collection for the phases, the snapshot, the verification and the journal.
+author:
+  - Lamassu IoT contributors (@lamassuiot)
+"""
+
+EXAMPLES = r"""
+- name: Copy the ca database into schema ca of lamassu
+  lamassuiot.postgres.postgres_db_to_schema:
+    source_database: ca
+    target_database: lamassu
+
+- name: Copy with a freeze of the source, then drop the source once verified
+  lamassuiot.postgres.postgres_db_to_schema:
+    source_database: devicemanager
+    freeze_source: true
+    drop_source: true
+
+- name: Replace the empty tables a newer Lamassu created in schema kms
+  lamassuiot.postgres.postgres_db_to_schema:
+    source_database: kms
+    if_target_exists: replace
+
+- name: Remove the copy and lift the freeze (rollback)
+  lamassuiot.postgres.postgres_db_to_schema:
+    source_database: ca
+    state: absent
+"""
+
+RETURN = r"""
+source:
+  description: The source, its goose version and whether it is frozen or dropped.
+  returned: always
+  type: dict
+  contains:
+    database:
+      description: Source database.
+      type: str
+    schema:
+      description: Source schema.
+      type: str
+    goose_version:
+      description: Highest applied version of the source's goose table, or null without one.
+      type: int
+    frozen:
+      description: Whether the source database is frozen by this module.
+      type: bool
+    dropped:
+      description: Whether the source database is gone (dropped by this run or before).
+      type: bool
+  sample: {database: ca, schema: public, goose_version: 20260520120000, frozen: false, dropped: false}
+target:
+  description: Where the copy is.
+  returned: always
+  type: dict
+  sample: {database: lamassu, schema: ca}
+tables:
+  description: Per table, rows, source size in bytes, seconds spent and whether it was verified; in check mode
+    the estimates.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: certificates, rows: 1200, bytes: 3358720, seconds: 0.41, verified: true}]
+duration_s:
+  description: Wall time of the run in seconds.
+  returned: always
+  type: float
+dsn:
+  description: Connection strings for the service, without password.
+  returned: always
+  type: dict
+  contains:
+    pgx:
+      description: pgx form, with C(search_path) as a keyword.
+      type: str
+    libpq:
+      description: libpq form, with C(options='-c search_path=...').
+      type: str
+  sample:
+    pgx: "host=db port=5432 user=postgres dbname=lamassu search_path=ca"
+    libpq: "host=db port=5432 user=postgres dbname=lamassu options='-c search_path=ca'"
+plan:
+  description: In check mode, what a run would do.
+  returned: check mode, when a copy is needed
+  type: dict
+  sample:
+    staging_schema: lamassu_stage_ca
+    tables: [{name: certificates, estimated_rows: 1200, bytes: 3358720}]
+    objects: [table certificates, primary key certificates_pkey on certificates]
+    extensions: []
+    replace_target: false
+    target_exists: true
+    freeze_source: false
+    drop_source: false
+recorded:
+  description: The journal row of the copy when it was already published before this run.
+  returned: when the copy was already recorded
+  type: dict
+  sample: {id: 3, finished_at: "2026-01-01 10:00:00+00", verify: checksum}
+phase:
+  description: The phase in which a failed run stopped.
+  returned: failure
+  type: str
+  sample: data
+queries:
+  description: SQL statements run (or that would run); never data, never a password.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.engine import CopyRequest, run_copy
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.module import ModuleContext, run_module
+
+
+def argument_spec() -> dict:
+    return {
+        "source_database": {"type": "str", "required": True},
+        "source_schema": {"type": "str", "default": "public"},
+        "target_database": {"type": "str", "default": "lamassu"},
+        "target_schema": {"type": "str"},
+        "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+        "jobs": {"type": "int", "default": 2},
+        "verify": {"type": "str", "default": "checksum", "choices": ["none", "count", "checksum"]},
+        "freeze_source": {"type": "bool", "default": False},
+        "if_target_exists": {"type": "str", "default": "fail", "choices": ["fail", "replace"]},
+        "drop_source": {"type": "bool", "default": False},
+    }
+
+
+def work(ctx: ModuleContext) -> dict:
+    params = ctx.params
+    request = CopyRequest(
+        source_database=params["source_database"],
+        source_schema=params["source_schema"],
+        target_database=params["target_database"],
+        target_schema=params["target_schema"],
+        state=params["state"],
+        jobs=params["jobs"],
+        verify=params["verify"],
+        freeze_source=params["freeze_source"],
+        if_target_exists=params["if_target_exists"],
+        drop_source=params["drop_source"],
+    )
+    return run_copy(ctx.connection, request, ctx.check_mode, ctx.warn)
+
+
+def main() -> None:
+    run_module(argument_spec(), work)
+
+
+if __name__ == "__main__":
+    main()
