@@ -4,17 +4,23 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from ._pg import sql
 from .connection import ConnectionParams, connect
-from .errors import InvalidInput
+from .errors import InvalidInput, OperationFailed
 from .lamassu import GOOSE_TABLE
 from .names import check_identifier
 from .session import Session
 
 MAINTENANCE_DATABASE = "postgres"
 STATES = ("present", "absent", "truncated")
+# Runs on one database take turns (a session advisory lock in the maintenance database): without it, two runs
+# at once both read "missing" and the second fails on a duplicate CREATE DATABASE / CREATE SCHEMA.
+RUN_LOCK_NAMESPACE = "lamassuiot.postgres schema"
+RUN_LOCK_TIMEOUT = 300.0
+RUN_LOCK_INTERVAL = 0.2
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,19 @@ def plan_truncated(request: SchemaRequest, current: dict[str, SchemaState], tabl
     return plan
 
 
+def take_turn(session: Session, database: str, timeout: float = RUN_LOCK_TIMEOUT) -> None:
+    """Wait (bounded) until no other run works on ``database``; the lock ends with the session."""
+    deadline = time.monotonic() + timeout
+    query = "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))"
+    while not session.fetch_value(query, (RUN_LOCK_NAMESPACE, database)):
+        if time.monotonic() >= deadline:
+            raise OperationFailed(
+                f"Another run on database {database!r} is already in progress (it holds the advisory lock of "
+                f"{RUN_LOCK_NAMESPACE!r}); gave up after {timeout:g} s. Nothing was changed."
+            )
+        time.sleep(RUN_LOCK_INTERVAL)
+
+
 def ensure(params: ConnectionParams, request: SchemaRequest, check_mode: bool) -> dict:
     """Bring the database and schemas to ``request.state``; return the module result."""
     request.validate()
@@ -142,6 +161,8 @@ def ensure(params: ConnectionParams, request: SchemaRequest, check_mode: bool) -
     maintenance = Session(connect(params, MAINTENANCE_DATABASE), queries)
     target = None
     try:
+        if not check_mode:
+            take_turn(maintenance, request.database)
         db_exists = bool(
             maintenance.fetch_value("SELECT true FROM pg_database WHERE datname = %s", (request.database,))
         )

@@ -264,6 +264,9 @@ def work(ctx: ModuleContext) -> dict:
         allow_missing=p["allow_missing"],
         env=p["env"] or {},
     )
+    # Before connecting: the server silently truncates a database name beyond 63 bytes, which could connect
+    # to another database than the one named.
+    request.validate()
     conn = connect(ctx.connection, request.database)
     try:
         result = migrate(conn, request, ctx.check_mode, ctx.warn)

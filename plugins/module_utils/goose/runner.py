@@ -217,11 +217,12 @@ class Runner:
             if prepared.use_tx:
                 self.conn.commit()
         except StepFailed:
-            if prepared.use_tx:
+            if prepared.use_tx and not self.conn.closed:  # a terminated backend leaves nothing to roll back
                 self.conn.rollback()
             raise
         finally:
-            self.conn.autocommit = True
+            if not self.conn.closed:
+                self.conn.autocommit = True
         return executed
 
     def create_version_table(self) -> None:
@@ -333,7 +334,9 @@ def _apply(session, store, migrations, before, plan, prepared, table_exists, sea
         try:
             executed = runner.run(item)
         except StepFailed as exc:
-            after = store.read()
+            # The connection may be gone (backend terminated): then the history is what the applied steps made.
+            done = [p.step for p in prepared[: len(applied)]]
+            after = before.after(done) if session.conn.closed else store.read()
             partial = _report(migrations, before, after, applied, queries)
             raise OperationFailed(str(exc), partial) from None
         applied.append(_applied_entry(item, executed, round((time.monotonic() - started) * 1000)))
