@@ -1,0 +1,507 @@
+# Copyright (c) 2026 Lamassu IoT contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read-only facts for preflight, verification and reports: gather -> assess (pure) -> result.
+
+Phases of a service (decided by ``service_phase``, documented in the module):
+
+* ``legacy``: the journal of the unified database records no copy of the legacy database into the schema;
+* ``copied``: a recorded copy exists (and the schema is still that copy) while the legacy database still exists;
+* ``migrated``: copied, and the schema's goose version moved past the copied version, or, when migration files
+  are given, no migration of the service is pending;
+* ``cleaned``: the legacy database is gone and the schema holds a recorded copy.
+
+Copies and freezes are read through ``dbcopy.journal`` and ``dbcopy.freeze``; goose versions through
+``goose.store``; this file owns only the catalog reads of sizes, tables and privileges.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+from dataclasses import dataclass, field
+
+from ._pg import psycopg2
+from .connection import ConnectionParams, connect
+from .dbcopy import freeze
+from .dbcopy.journal import CopyRecord, Journal
+from .errors import InvalidInput, LamassuError, OperationFailed
+from .goose.plan import History, pending_entries
+from .goose.source import collect
+from .goose.store import VersionStore
+from .lamassu import GOOSE_TABLE
+from .names import check_identifier
+from .session import Session
+
+PHASES = ("legacy", "copied", "migrated", "cleaned")
+MINIMUM_SERVER_VERSION = 130000
+MAINTENANCE_DATABASE = "postgres"
+LOCAL_HOSTS = ("", "localhost", "127.0.0.1", "::1")
+SOURCE_SCHEMA = "public"
+
+
+@dataclass(frozen=True)
+class InfoRequest:
+    database: str
+    services: tuple[str, ...]
+    source_prefix: str = ""
+    migrations_path: str | None = None
+    disk_margin: float = 1.5
+    if_target_exists: str = "fail"
+
+    def validate(self) -> None:
+        check_identifier(self.database, "unified database")
+        for service in self.services:
+            check_identifier(service, "service schema")
+            check_identifier(self.source_prefix + service, "legacy database", allow_system=True)
+        if len(set(self.services)) != len(self.services):
+            raise InvalidInput(f"The service list {list(self.services)} names a service twice")
+        if self.disk_margin < 1:
+            raise InvalidInput(f"disk_margin must be at least 1.0, not {self.disk_margin}")
+
+    def legacy_name(self, service: str) -> str:
+        return self.source_prefix + service
+
+
+@dataclass
+class ServerFacts:
+    version: str
+    version_num: int
+    encoding: str
+    max_connections: int
+    data_directory: str | None
+    login_user: str
+    superuser: bool
+    createdb: bool
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class LegacyFacts:
+    database: str
+    exists: bool = False
+    owner: str | None = None
+    owned: bool = False  # the login role is the owner or a member of it
+    size_bytes: int | None = None
+    goose_version: int | None = None
+    history: History | None = None
+    tables: list[dict] = field(default_factory=list)
+    frozen: bool = False
+    other_sessions: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "history"}
+
+
+@dataclass
+class SchemaFacts:
+    exists: bool = False
+    owner: str | None = None
+    objects: list[str] = field(default_factory=list)
+    tables: list[dict] = field(default_factory=list)
+    goose_version: int | None = None
+    history: History | None = None
+    copy: dict | None = None
+    freeze_recorded: bool = False
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "history"}
+
+
+@dataclass
+class UnifiedFacts:
+    database: str
+    exists: bool = False
+    can_create: bool = False
+    journal: bool = False
+    schemas: dict[str, SchemaFacts] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {**{k: v for k, v in self.__dict__.items() if k != "schemas"}, "schemas": self.schema_dicts()}
+
+    def schema_dicts(self) -> dict:
+        return {name: facts.as_dict() for name, facts in self.schemas.items()}
+
+
+@dataclass
+class DiskFacts:
+    checked: bool = False
+    path: str | None = None
+    free_bytes: int | None = None
+    needed_bytes: int = 0
+    margin: float = 1.5
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class MigrationFacts:
+    """Migration files of one service on the managed host, compared with the history that counts."""
+
+    found: bool = False
+    pending: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def blocked_go(self) -> list[int]:
+        return [entry["version"] for entry in self.pending if entry["kind"] == "go"]
+
+
+# ------------------------------------------------------------------------------------------ pure rules
+def service_phase(legacy_exists: bool, copy: dict | None, schema_version: int | None, pending: int | None) -> str:
+    """The phase of one service; ``pending`` is the number of pending migrations, None when not known."""
+    if copy is None:
+        return "legacy"
+    if not legacy_exists:
+        return "cleaned"
+    if (schema_version or 0) > (copy.get("goose_version") or 0) or pending == 0:
+        return "migrated"
+    return "copied"
+
+
+def copy_summary(record: CopyRecord) -> dict:
+    """The facts of a recorded copy that reports and cleanups need."""
+    tables = [{"name": t.get("name"), "rows": t.get("rows"), "verified": t.get("verified")} for t in record.tables]
+    return {
+        "id": record.id,
+        "source_database": record.source_database,
+        "source_schema": record.source_schema,
+        "verify": record.verify,
+        "verified": record.verify != "none" and all(t["verified"] for t in tables),
+        "goose_version": record.goose_version,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "duration_s": duration_between(record.started_at, record.finished_at),
+        "rows": sum(t["rows"] or 0 for t in tables),
+        "tables": tables,
+        "collection_version": record.collection_version,
+        "source_dropped_at": record.source_dropped_at,
+    }
+
+
+def duration_between(started: str | None, finished: str | None) -> float | None:
+    """Seconds between two ``timestamptz::text`` values, None when either cannot be read."""
+    try:
+        start, end = (datetime.datetime.fromisoformat(_iso(value)) for value in (started, finished))
+    except (TypeError, ValueError):
+        return None
+    return round((end - start).total_seconds(), 3)
+
+
+def _iso(value: str) -> str:
+    # timestamptz::text ends with "+00" (hours only); older Pythons want "+00:00".
+    if len(value) > 3 and value[-3] in "+-" and value[-2:].isdigit():
+        return value + ":00"
+    return value
+
+
+def assess(
+    request: InfoRequest,
+    server: ServerFacts,
+    legacy: dict[str, LegacyFacts],
+    unified: UnifiedFacts,
+    phases: dict[str, str],
+    migrations: dict[str, MigrationFacts],
+    disk: DiskFacts,
+) -> tuple[list[str], list[str]]:
+    """Every blocking problem and every warning, in a stable order, all at once."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    if server.version_num < MINIMUM_SERVER_VERSION:
+        problems.append(f"PostgreSQL {server.version} is too old: version 13 or newer is needed")
+    needs_copy = [s for s in request.services if phases[s] == "legacy"]
+    if not unified.exists and needs_copy and not (server.superuser or server.createdb):
+        problems.append(
+            f"login role {server.login_user!r} can neither create database {request.database!r} "
+            "(no CREATEDB, not superuser) nor find it"
+        )
+    if unified.exists and needs_copy and not (server.superuser or unified.can_create):
+        problems.append(
+            f"login role {server.login_user!r} lacks the CREATE privilege on database {request.database!r} "
+            "(needed to create the service schemas)"
+        )
+    for service in request.services:
+        facts = legacy[service]
+        schema = unified.schemas.get(service, SchemaFacts())
+        if facts.error:
+            problems.append(f"legacy database {facts.database!r} cannot be read: {facts.error}")
+        if phases[service] == "legacy":
+            if not facts.exists:
+                problems.append(
+                    f"legacy database {facts.database!r} is missing and database {request.database!r} records "
+                    f"no copy of it into schema {service!r}"
+                )
+            elif not (server.superuser or facts.owned):
+                problems.append(
+                    f"login role {server.login_user!r} is neither superuser nor a member of {facts.owner!r}, the "
+                    f"owner of legacy database {facts.database!r} (needed to freeze, copy and later drop it)"
+                )
+            if schema.exists and schema.objects:
+                shown = ", ".join(schema.objects[:10]) + (" ..." if len(schema.objects) > 10 else "")
+                message = (
+                    f"schema {service!r} of database {request.database!r} is occupied by objects that are not a "
+                    f"recorded copy of {facts.database!r}: {shown}"
+                )
+                if request.if_target_exists == "replace":
+                    warnings.append(message + " (they will be replaced by the copy)")
+                else:
+                    problems.append(message)
+        found = migrations.get(service)
+        if found and found.error:
+            problems.append(f"migrations of service {service!r} cannot be read: {found.error}")
+        if found and found.blocked_go:
+            versions = ", ".join(str(v) for v in found.blocked_go)
+            problems.append(
+                f"service {service!r} has pending Go migrations without a Python port, which cannot be run: {versions}"
+            )
+        if facts.exists and facts.other_sessions and phases[service] == "legacy":
+            warnings.append(
+                f"legacy database {facts.database!r} has {len(facts.other_sessions)} other session(s) connected"
+            )
+    if disk.checked and disk.free_bytes is not None and disk.free_bytes < disk.needed_bytes:
+        problems.append(
+            f"not enough free disk space on {disk.path}: {disk.free_bytes} bytes free, {disk.needed_bytes} bytes "
+            f"needed (legacy databases still to copy x {disk.margin})"
+        )
+    elif not disk.checked and disk.needed_bytes:
+        warnings.append(f"free disk space for the copy was not checked: {disk.reason}")
+    return problems, warnings
+
+
+def is_local(params: ConnectionParams) -> bool:
+    """Whether the server runs on the host this code runs on (the managed node)."""
+    return bool(params.unix_socket) or params.host in LOCAL_HOSTS or params.host.startswith("/")
+
+
+def measure_disk(params: ConnectionParams, data_directory: str | None, needed: int, margin: float) -> DiskFacts:
+    disk = DiskFacts(needed_bytes=int(needed * margin), margin=margin)
+    if not disk.needed_bytes:
+        disk.reason = "nothing left to copy"
+        return disk
+    if not is_local(params):
+        disk.reason = f"the server {params.location} is not on the managed host"
+    elif not data_directory:
+        disk.reason = "the login role may not read the data_directory setting (superuser or pg_read_all_settings)"
+    elif not os.path.isdir(data_directory):
+        disk.reason = f"the data directory {data_directory} is not on the managed host"
+    else:
+        try:
+            disk.free_bytes = shutil.disk_usage(data_directory).free
+        except OSError as exc:
+            disk.reason = f"cannot read the free space of {data_directory}: {exc.strerror}"
+        else:
+            disk.checked = True
+            disk.path = data_directory
+    return disk
+
+
+# ------------------------------------------------------------------------------------------ reads
+def read_server(session: Session) -> ServerFacts:
+    row = session.fetch_one(
+        """
+        SELECT current_setting('server_version'), current_setting('server_version_num')::int,
+               pg_encoding_to_char(d.encoding), current_setting('max_connections')::int,
+               (SELECT setting FROM pg_settings WHERE name = 'data_directory'),
+               current_user::text, r.rolsuper, r.rolcreatedb
+        FROM pg_database d, pg_roles r WHERE d.datname = current_database() AND r.rolname = current_user
+        """
+    )
+    return ServerFacts(*row)
+
+
+def read_databases(session: Session, names: list[str]) -> dict[str, tuple]:
+    """name -> (owner, login role is a member of the owner, size or None, may create schemas)."""
+    rows = session.fetch_all(
+        """
+        SELECT datname, pg_get_userbyid(datdba), pg_has_role(current_user, datdba, 'MEMBER'),
+               CASE WHEN has_database_privilege(oid, 'CONNECT') THEN pg_database_size(oid) END,
+               has_database_privilege(oid, 'CREATE')
+        FROM pg_database WHERE datname = ANY(%s)
+        """,
+        (names,),
+    )
+    return {name: rest for name, *rest in rows}
+
+
+def read_tables(session: Session, schema: str) -> list[dict]:
+    rows = session.fetch_all(
+        """
+        SELECT c.relname::text, c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1
+        """,
+        (schema,),
+    )
+    # reltuples is -1 (PostgreSQL 14+) or 0 before the first VACUUM/ANALYZE: an estimate, never a count.
+    return [{"name": name, "rows": max(int(rows), 0)} for name, rows in rows]
+
+
+def read_schema(session: Session, schema: str) -> SchemaFacts:
+    row = session.fetch_one(
+        """
+        SELECT pg_get_userbyid(n.nspowner),
+               ARRAY(SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = n.oid
+                     AND c.relkind NOT IN ('i', 'I', 't', 'c')
+                     UNION ALL SELECT p.proname::text FROM pg_proc p WHERE p.pronamespace = n.oid ORDER BY 1)
+        FROM pg_namespace n WHERE n.nspname = %s
+        """,
+        (schema,),
+    )
+    if row is None:
+        return SchemaFacts()
+    store = VersionStore(session, schema, GOOSE_TABLE)
+    has_goose = store.exists()
+    history = store.read() if has_goose else History()
+    return SchemaFacts(
+        exists=True,
+        owner=row[0],
+        objects=list(row[1]),
+        tables=read_tables(session, schema),
+        goose_version=history.current_version if has_goose else None,
+        history=history,
+    )
+
+
+def read_legacy(params: ConnectionParams, facts: LegacyFacts) -> None:
+    """Tables and goose history of an existing legacy database; a failure is kept as ``error``."""
+    try:
+        conn = connect(params, facts.database)
+    except LamassuError as exc:
+        facts.error = str(exc)
+        return
+    try:
+        session = Session(conn, [])
+        facts.tables = read_tables(session, SOURCE_SCHEMA)
+        store = VersionStore(session, SOURCE_SCHEMA, GOOSE_TABLE)
+        if store.exists():
+            facts.history = store.read()
+            facts.goose_version = facts.history.current_version
+    except psycopg2.Error as exc:
+        facts.error = str(exc).strip()
+    finally:
+        conn.close()
+
+
+def read_migrations(path: str, service: str, history: History) -> MigrationFacts:
+    directory = os.path.join(path, service)
+    if not os.path.isdir(directory):
+        return MigrationFacts()
+    try:
+        sources = collect(directory)
+    except InvalidInput as exc:
+        return MigrationFacts(found=True, error=str(exc))
+    return MigrationFacts(found=True, pending=pending_entries(sources, history))
+
+
+def gather(params: ConnectionParams, request: InfoRequest) -> dict:
+    """Every fact, the phases and the problems; raises ConnectionFailed when the server cannot be reached."""
+    request.validate()
+    maintenance = Session(connect(params, MAINTENANCE_DATABASE), [])
+    try:
+        server = read_server(maintenance)
+        names = [request.legacy_name(s) for s in request.services]
+        databases = read_databases(maintenance, [*names, request.database])
+        legacy: dict[str, LegacyFacts] = {}
+        for service, name in zip(request.services, names, strict=True):
+            facts = LegacyFacts(database=name)
+            if name in databases:
+                facts.exists = True
+                facts.owner, facts.owned, facts.size_bytes, _create = databases[name]
+                facts.frozen = freeze.is_frozen(maintenance, name)
+                facts.other_sessions = freeze.other_sessions(maintenance, name)
+            legacy[service] = facts
+        unified = UnifiedFacts(database=request.database, exists=request.database in databases)
+        if unified.exists:
+            unified.can_create = bool(databases[request.database][3])
+        data_directory = server.data_directory
+    except psycopg2.Error as exc:
+        raise OperationFailed(f"Reading the server facts failed: {str(exc).strip()}") from None
+    finally:
+        maintenance.close()
+
+    for facts in legacy.values():
+        if facts.exists:
+            read_legacy(params, facts)
+    if unified.exists:
+        read_unified(params, request, unified)
+
+    migrations: dict[str, MigrationFacts] = {}
+    phases: dict[str, str] = {}
+    for service in request.services:
+        schema = unified.schemas.get(service, SchemaFacts())
+        counted = schema.history if schema.copy else legacy[service].history
+        if request.migrations_path:
+            migrations[service] = read_migrations(request.migrations_path, service, counted or History())
+        found = migrations.get(service)
+        pending = len(found.pending) if found and found.found and not found.error else None
+        phases[service] = service_phase(legacy[service].exists, schema.copy, schema.goose_version, pending)
+
+    to_copy = sum(legacy[s].size_bytes or 0 for s in request.services if phases[s] == "legacy" and legacy[s].exists)
+    disk = measure_disk(params, data_directory, to_copy, request.disk_margin)
+    problems, warnings = assess(request, server, legacy, unified, phases, migrations, disk)
+    return {
+        "changed": False,
+        "server": server.as_dict(),
+        "disk": disk.as_dict(),
+        "legacy": {s: legacy[s].as_dict() for s in request.services},
+        "unified": unified.as_dict(),
+        "services": {
+            s: service_result(request, params, s, phases[s], legacy[s], unified.schemas.get(s), migrations.get(s))
+            for s in request.services
+        },
+        "phases": {phase: [s for s in request.services if phases[s] == phase] for phase in PHASES},
+        "ready": not problems,
+        "problems": problems,
+        "notices": warnings,
+        "queries": [],
+    }
+
+
+def read_unified(params: ConnectionParams, request: InfoRequest, unified: UnifiedFacts) -> None:
+    conn = connect(params, request.database)
+    try:
+        session = Session(conn, [])
+        journal = Journal(session)
+        unified.journal = journal.exists()
+        for service in request.services:
+            schema = read_schema(session, service)
+            if unified.journal:
+                record = journal.published(request.legacy_name(service), SOURCE_SCHEMA, service)
+                schema.copy = copy_summary(record) if record else None
+                schema.freeze_recorded = journal.freeze_record(request.legacy_name(service))[0]
+            unified.schemas[service] = schema
+    except psycopg2.Error as exc:
+        raise OperationFailed(f"Reading database {request.database!r} failed: {str(exc).strip()}") from None
+    finally:
+        conn.close()
+
+
+def service_result(
+    request: InfoRequest,
+    params: ConnectionParams,
+    service: str,
+    phase: str,
+    legacy: LegacyFacts,
+    schema: SchemaFacts | None,
+    migrations: MigrationFacts | None,
+) -> dict:
+    schema = schema or SchemaFacts()
+    copy = schema.copy or {}
+    return {
+        "phase": phase,
+        "legacy_database": legacy.database,
+        "legacy_goose_version": legacy.goose_version,
+        "schema_goose_version": schema.goose_version,
+        "copied_goose_version": copy.get("goose_version"),
+        "rows_copied": copy.get("rows"),
+        "copy_duration_s": copy.get("duration_s"),
+        "verified": bool(copy.get("verified")),
+        "frozen": legacy.frozen,
+        "pending_migrations": migrations.pending if migrations else None,
+        "blocked_go_migrations": migrations.blocked_go if migrations else [],
+        "dsn": params.dsn(request.database, service),
+    }

@@ -1,0 +1,245 @@
+#!/usr/bin/python
+# Copyright (c) 2026 Lamassu IoT contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: postgres_lamassu_info
+short_description: Read-only facts about a Lamassu PostgreSQL server before, during and after the upgrade
+version_added: 0.1.0
+description:
+  - Reads the server (version, encoding, C(max_connections), data directory, the login role's privileges), every
+    legacy service database (exists, owner, size, goose version, tables with row estimates, frozen or not, other
+    sessions connected), the unified database (exists, per schema the goose version, tables and the copy
+    recorded in the journal of M(lamassuiot.postgres.postgres_db_to_schema)), and gives each service a phase.
+  - Phases. V(legacy) - the journal records no copy of the legacy database into the service schema (or the
+    schema is no longer that copy). V(copied) - a recorded copy exists and the legacy database still exists.
+    V(migrated) - copied, and the schema's goose version is higher than the copied version or, with
+    O(migrations_path), no migration of the service is pending. V(cleaned) - the legacy database is gone and the
+    schema holds a recorded copy.
+  - RV(problems) lists every condition that stops an upgrade, all at once; RV(ready) is true when there is none.
+  - Changes nothing, runs no statement that writes; check mode returns the same facts.
+extends_documentation_fragment:
+  - lamassuiot.postgres.connection
+options:
+  database:
+    description: The unified database.
+    type: str
+    default: lamassu
+  services:
+    description: The services; each has a legacy database C(<source_prefix><service>) and a schema C(<service>).
+    type: list
+    elements: str
+    default: [ca, devicemanager, dmsmanager, alerts, va, kms]
+  source_prefix:
+    description: Prefix of the legacy database names (empty for a standard Lamassu installation).
+    type: str
+    default: ""
+  migrations_path:
+    description:
+      - Directory of the managed host with one sub-directory of goose migration files per service.
+      - When given, pending migrations are listed per service, a pending Go migration without a Python port is a
+        problem, and a copied service with nothing pending is V(migrated).
+    type: path
+  disk_margin:
+    description:
+      - The free space of the data directory must be at least the size of the legacy databases still to copy
+        times this factor.
+      - Checked only when the server runs on the managed host (socket, C(localhost), loopback address) and the
+        login role may read C(data_directory); otherwise a warning says why it was not checked.
+    type: float
+    default: 1.5
+  if_target_exists:
+    description:
+      - How the copy will treat a service schema that holds objects and is not a recorded copy.
+      - With V(fail) such a schema is a problem; with V(replace) (the copy will replace it) a warning.
+    type: str
+    default: fail
+    choices: [fail, replace]
+attributes:
+  check_mode:
+    description: Reads the same facts; the module never changes anything.
+    support: full
+  diff_mode:
+    description: Nothing changes, so there is no diff.
+    support: none
+notes:
+  - Row counts of tables are the planner's estimates (C(pg_class.reltuples)); 0 before the first C(ANALYZE).
+author:
+  - Lamassu IoT contributors (@lamassuiot)
+"""
+
+EXAMPLES = r"""
+- name: Read the state of the Lamassu databases
+  lamassuiot.postgres.postgres_lamassu_info:
+  register: lamassu_info
+
+- name: Stop when something would block the upgrade
+  ansible.builtin.assert:
+    that: lamassu_info.ready
+    fail_msg: "{{ lamassu_info.problems | join('; ') }}"
+
+- name: Services still waiting for their copy
+  ansible.builtin.debug:
+    msg: "{{ lamassu_info.phases.legacy }}"
+
+- name: Check pending migrations too (files on the managed host)
+  lamassuiot.postgres.postgres_lamassu_info:
+    migrations_path: /opt/lamassu/migrations
+    disk_margin: 2.0
+"""
+
+RETURN = r"""
+server:
+  description: The server and the login role.
+  returned: always
+  type: dict
+  contains:
+    version:
+      description: C(server_version).
+      type: str
+    version_num:
+      description: C(server_version_num).
+      type: int
+    encoding:
+      description: Encoding of the maintenance database.
+      type: str
+    max_connections:
+      description: C(max_connections).
+      type: int
+    data_directory:
+      description: C(data_directory), null when the login role may not read it.
+      type: str
+    login_user:
+      description: The login role.
+      type: str
+    superuser:
+      description: Whether the login role is a superuser.
+      type: bool
+    createdb:
+      description: Whether the login role has CREATEDB.
+      type: bool
+  sample: {version: "15.8", version_num: 150008, encoding: UTF8, max_connections: 100, data_directory: /var/lib/pg,
+           login_user: postgres, superuser: true, createdb: true}
+disk:
+  description: The free disk check of the data directory against the legacy databases still to copy.
+  returned: always
+  type: dict
+  sample: {checked: true, path: /var/lib/postgresql/15/main, free_bytes: 52613349376, needed_bytes: 1610612736,
+           margin: 1.5, reason: ""}
+legacy:
+  description:
+    - Per service, its legacy database - C(database), C(exists), C(owner), C(owned) (the login role is a member of
+      the owner), C(size_bytes), C(goose_version) (highest applied version of C(public.goose_db_version), null
+      without that table), C(tables) (list of C(name), C(rows) estimate), C(frozen), C(other_sessions) (other
+      sessions connected), C(error) (why it could not be read).
+  returned: always
+  type: dict
+  sample:
+    ca: {database: ca, exists: true, owner: admin, owned: false, size_bytes: 9142831, goose_version: 20260520120000,
+         tables: [{name: certificates, rows: 325}], frozen: false, other_sessions: [], error: null}
+unified:
+  description:
+    - The unified database - C(database), C(exists), C(can_create) (CREATE privilege of the login role),
+      C(journal) (whether the copy journal exists), and C(schemas), per service - C(exists), C(owner),
+      C(objects) (names of relations and functions in it), C(tables), C(goose_version), C(freeze_recorded) and
+      C(copy), the recorded copy (C(id), C(source_database), C(verify), C(verified), C(goose_version),
+      C(started_at), C(finished_at), C(duration_s), C(rows), C(tables)) or null.
+  returned: always
+  type: dict
+  sample:
+    database: lamassu
+    exists: true
+    can_create: true
+    journal: true
+    schemas:
+      ca: {exists: true, owner: postgres, objects: [certificates, goose_db_version], goose_version: 20260520120000,
+           tables: [{name: certificates, rows: 325}], freeze_recorded: true,
+           copy: {id: 1, verify: checksum, verified: true, goose_version: 20260520120000, rows: 412, duration_s: 0.8}}
+services:
+  description:
+    - Per service - C(phase), C(legacy_database), C(legacy_goose_version), C(schema_goose_version),
+      C(copied_goose_version), C(rows_copied), C(copy_duration_s), C(verified), C(frozen),
+      C(pending_migrations) (null without O(migrations_path)), C(blocked_go_migrations) and C(dsn)
+      (C(pgx) and C(libpq) connection strings of the service, without password).
+  returned: always
+  type: dict
+  sample:
+    ca:
+      phase: copied
+      legacy_database: ca
+      legacy_goose_version: 20260520120000
+      schema_goose_version: 20260520120000
+      copied_goose_version: 20260520120000
+      rows_copied: 412
+      copy_duration_s: 0.8
+      verified: true
+      frozen: true
+      pending_migrations: null
+      blocked_go_migrations: []
+      dsn: {pgx: "host=db port=5432 user=postgres dbname=lamassu search_path=ca",
+            libpq: "host=db port=5432 user=postgres dbname=lamassu options='-c search_path=ca'"}
+phases:
+  description: The services in each phase.
+  returned: always
+  type: dict
+  sample: {legacy: [], copied: [ca, va], migrated: [devicemanager], cleaned: []}
+ready:
+  description: Whether nothing blocks the upgrade (RV(problems) is empty).
+  returned: always
+  type: bool
+problems:
+  description: Every condition that stops the upgrade, one sentence each naming the object and the cause.
+  returned: always
+  type: list
+  elements: str
+  sample: ["legacy database 'kms' is missing and database 'lamassu' records no copy of it into schema 'kms'"]
+notices:
+  description: Conditions that do not block the upgrade but deserve a look (also shown as warnings).
+  returned: always
+  type: list
+  elements: str
+queries:
+  description: Always empty; the module only reads.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import InfoRequest, gather
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE, SERVICES
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.module import ModuleContext, run_module
+
+
+def argument_spec() -> dict:
+    return {
+        "database": {"type": "str", "default": DEFAULT_DATABASE},
+        "services": {"type": "list", "elements": "str", "default": list(SERVICES)},
+        "source_prefix": {"type": "str", "default": ""},
+        "migrations_path": {"type": "path"},
+        "disk_margin": {"type": "float", "default": 1.5},
+        "if_target_exists": {"type": "str", "default": "fail", "choices": ["fail", "replace"]},
+    }
+
+
+def work(ctx: ModuleContext) -> dict:
+    p = ctx.params
+    request = InfoRequest(
+        database=p["database"],
+        services=tuple(p["services"]),
+        source_prefix=p["source_prefix"],
+        migrations_path=p["migrations_path"],
+        disk_margin=p["disk_margin"],
+        if_target_exists=p["if_target_exists"],
+    )
+    result = gather(ctx.connection, request)
+    for notice in result["notices"]:
+        ctx.warn(notice)
+    return result
+
+
+def main() -> None:
+    run_module(argument_spec(), work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""The pure rules of postgres_lamassu_info: phases, problems, durations, where the server runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.connection import ConnectionParams
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import InvalidInput
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import (
+    DiskFacts,
+    InfoRequest,
+    LegacyFacts,
+    MigrationFacts,
+    SchemaFacts,
+    ServerFacts,
+    UnifiedFacts,
+    assess,
+    duration_between,
+    is_local,
+    measure_disk,
+    service_phase,
+)
+
+COPY = {"goose_version": 20250101000000}
+
+
+@pytest.mark.parametrize(
+    ("legacy_exists", "copy", "schema_version", "pending", "phase"),
+    [
+        (True, None, None, None, "legacy"),
+        (False, None, None, None, "legacy"),  # missing and never copied: still legacy (and a problem)
+        (True, None, 20260101000000, 0, "legacy"),  # a schema that is no recorded copy does not count
+        (True, COPY, 20250101000000, None, "copied"),
+        (True, COPY, 20250101000000, 2, "copied"),
+        (True, COPY, 20260101000000, None, "migrated"),  # moved past the copied version
+        (True, COPY, 20250101000000, 0, "migrated"),  # files given and nothing pending
+        (False, COPY, 20250101000000, None, "cleaned"),
+        (False, COPY, 20260101000000, 0, "cleaned"),
+        (True, {"goose_version": None}, None, None, "copied"),  # a source without goose table
+    ],
+)
+def test_service_phase(legacy_exists, copy, schema_version, pending, phase):
+    assert service_phase(legacy_exists, copy, schema_version, pending) == phase
+
+
+@pytest.mark.parametrize(
+    ("started", "finished", "seconds"),
+    [
+        ("2026-01-01 10:00:00+00", "2026-01-01 10:00:02.5+00", 2.5),
+        ("2026-01-01 10:00:00.123456+02", "2026-01-01 08:00:01.123456+00", 1.0),
+        ("2026-01-01 10:00:00+05:30", "2026-01-01 10:01:00+05:30", 60.0),
+        (None, "2026-01-01 10:00:00+00", None),
+        ("garbage", "2026-01-01 10:00:00+00", None),
+    ],
+)
+def test_duration_between(started, finished, seconds):
+    assert duration_between(started, finished) == seconds
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "local"),
+    [
+        ({}, True),
+        ({"host": "localhost"}, True),
+        ({"host": "127.0.0.1"}, True),
+        ({"host": "::1"}, True),
+        ({"host": "/var/run/postgresql"}, True),
+        ({"host": "db.example.com", "unix_socket": "/tmp"}, True),
+        ({"host": "db.example.com"}, False),
+        ({"host": "10.0.0.5"}, False),
+    ],
+)
+def test_is_local(kwargs, local):
+    assert is_local(ConnectionParams(**kwargs)) is local
+
+
+def test_disk_is_not_measured_for_a_remote_server():
+    disk = measure_disk(ConnectionParams(host="db.example.com"), "/", 1000, 1.5)
+    assert (disk.checked, disk.needed_bytes) == (False, 1500)
+    assert "not on the managed host" in disk.reason
+
+
+def test_disk_is_measured_on_the_local_data_directory(tmp_path):
+    disk = measure_disk(ConnectionParams(host="127.0.0.1"), str(tmp_path), 10, 2.0)
+    assert disk.checked and disk.path == str(tmp_path) and disk.free_bytes > 0 and disk.needed_bytes == 20
+
+
+@pytest.mark.parametrize(
+    ("data_directory", "reason"),
+    [(None, "data_directory setting"), ("/nonexistent/lamassu/data", "not on the managed host")],
+)
+def test_disk_unknown_says_why(data_directory, reason):
+    disk = measure_disk(ConnectionParams(), data_directory, 10, 1.5)
+    assert not disk.checked and reason in disk.reason
+
+
+def test_nothing_to_copy_needs_no_disk():
+    assert measure_disk(ConnectionParams(), "/", 0, 1.5).reason == "nothing left to copy"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"services": ("ca", "ca")}, "twice"),
+        ({"database": ""}, "empty"),
+        ({"disk_margin": 0.5}, "disk_margin"),
+        ({"services": ("pg_ca",)}, "pg_"),
+    ],
+)
+def test_invalid_requests_are_refused(kwargs, fragment):
+    request = InfoRequest(**{"database": "lamassu", "services": ("ca",), **kwargs})
+    with pytest.raises(InvalidInput, match=fragment):
+        request.validate()
+
+
+def _server(**overrides) -> ServerFacts:
+    values = {
+        "version": "15.8",
+        "version_num": 150008,
+        "encoding": "UTF8",
+        "max_connections": 100,
+        "data_directory": "/data",
+        "login_user": "lamassu",
+        "superuser": False,
+        "createdb": True,
+    }
+    return ServerFacts(**{**values, **overrides})
+
+
+def _assess(server=None, legacy=None, schemas=None, unified_exists=False, migrations=None, disk=None, **request):
+    services = ("ca", "va")
+    req = InfoRequest(database="lamassu", services=services, **request)
+    legacy = {s: LegacyFacts(database=s, exists=True, owner="lamassu", owned=True) for s in services} | (legacy or {})
+    unified = UnifiedFacts("lamassu", exists=unified_exists, can_create=True, schemas=schemas or {})
+    phases = {
+        s: service_phase(legacy[s].exists, unified.schemas.get(s, SchemaFacts()).copy, None, None) for s in services
+    }
+    return assess(req, server or _server(), legacy, unified, phases, migrations or {}, disk or DiskFacts())
+
+
+def test_a_ready_server_has_no_problem():
+    assert _assess() == ([], [])
+
+
+def test_every_problem_is_reported_at_once():
+    problems, _warnings = _assess(
+        server=_server(version="12.9", version_num=120009, createdb=False),
+        legacy={
+            "ca": LegacyFacts(database="ca", exists=False),
+            "va": LegacyFacts(database="va", exists=True, owner="admin", owned=False),
+        },
+        migrations={
+            "va": MigrationFacts(found=True, pending=[{"version": 20270101000000, "name": "x.go", "kind": "go"}])
+        },
+        disk=DiskFacts(checked=True, path="/data", free_bytes=10, needed_bytes=100),
+    )
+    expected = ["too old", "CREATEDB", "'ca' is missing", "member of 'admin'", "Go migrations", "free disk space"]
+    assert len(problems) == len(expected)
+    for fragment, problem in zip(expected, problems, strict=True):
+        assert fragment in problem
+
+
+@pytest.mark.parametrize(("mode", "is_problem"), [("fail", True), ("replace", False)])
+def test_an_occupied_schema_is_a_problem_unless_it_will_be_replaced(mode, is_problem):
+    occupied = {"ca": SchemaFacts(exists=True, objects=["certificates"])}
+    problems, warnings = _assess(schemas=occupied, unified_exists=True, if_target_exists=mode)
+    found = problems if is_problem else warnings
+    assert len(found) == 1 and "occupied" in found[0] and "certificates" in found[0]
+
+
+def test_an_empty_schema_or_a_recorded_copy_is_not_occupied():
+    schemas = {"ca": SchemaFacts(exists=True), "va": SchemaFacts(exists=True, objects=["va_role"], copy=COPY)}
+    assert _assess(schemas=schemas, unified_exists=True) == ([], [])
+
+
+def test_a_copied_service_needs_no_legacy_database_nor_its_ownership():
+    schemas = {s: SchemaFacts(exists=True, objects=["t"], copy=COPY) for s in ("ca", "va")}
+    legacy = {
+        "ca": LegacyFacts(database="ca", exists=False),
+        "va": LegacyFacts(database="va", exists=True, owned=False),
+    }
+    assert _assess(legacy=legacy, schemas=schemas, unified_exists=True) == ([], [])
+
+
+def test_a_superuser_needs_neither_createdb_nor_ownership():
+    legacy = {"va": LegacyFacts(database="va", exists=True, owner="admin", owned=False)}
+    assert _assess(server=_server(superuser=True, createdb=False), legacy=legacy) == ([], [])
+
+
+def test_unknown_free_space_is_a_warning_only_when_something_is_left_to_copy():
+    problems, warnings = _assess(disk=DiskFacts(needed_bytes=100, reason="remote server"))
+    assert problems == [] and warnings == ["free disk space for the copy was not checked: remote server"]
+    assert _assess(disk=DiskFacts(needed_bytes=0, reason="nothing left to copy")) == ([], [])
+
+
+def test_other_sessions_on_a_legacy_database_are_a_warning():
+    legacy = {"ca": LegacyFacts(database="ca", exists=True, owned=True, other_sessions=["pid 1 user x"])}
+    problems, warnings = _assess(legacy=legacy)
+    assert problems == [] and "1 other session" in warnings[0]
