@@ -14,7 +14,7 @@ DEMO_DIR  := .demo
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export ANSIBLE_NOCOLOR := 1
 
-.PHONY: help venv server-packages test lint sanity units integration galaxy-build demo demo-clean clean
+.PHONY: help venv server-packages test lint sanity units integration molecule galaxy-build demo demo-clean clean
 
 help:
 	@echo "make demo        run the upgrade on a local throwaway PostgreSQL (twice: the second run changes nothing)"
@@ -40,7 +40,7 @@ server-packages:
 	mkdir -p .collections/ansible_collections/lamassuiot
 	ln -sfn $(CURDIR) $@
 
-test: venv server-packages .collections/ansible_collections/lamassuiot/postgres lint sanity units integration galaxy-build
+test: venv server-packages .collections/ansible_collections/lamassuiot/postgres lint sanity units integration molecule galaxy-build
 	@echo "make test: all checks passed"
 
 lint: venv .collections/ansible_collections/lamassuiot/postgres
@@ -72,6 +72,10 @@ integration: venv server-packages .collections/ansible_collections/lamassuiot/po
 		LAMASSU_PG_VERSION=$$version $(BIN)/pytest tests/integration $(PYTEST_ARGS) -q -p no:cacheprovider || exit 1; \
 	done
 
+# Molecule scenarios live at the top-level molecule/ (Molecule 26 would look under extensions/molecule/).
+molecule: venv server-packages .collections/ansible_collections/lamassuiot/postgres
+	PATH=$(CURDIR)/$(BIN):$$PATH MOLECULE_GLOB='molecule/*/molecule.yml' $(BIN)/molecule test --all
+
 # Build the tarball, install it into a temporary path and render every module's docs from there.
 galaxy-build: venv
 	rm -rf $(BUILD)/galaxy && mkdir -p $(BUILD)/galaxy/install
@@ -95,3 +99,11 @@ demo-clean:
 
 clean: demo-clean
 	rm -rf $(BUILD) .collections .ruff_cache .pytest_cache tests/output
+
+# Benchmark of postgres_db_to_schema against pg_dump | psql, pg_dump + pg_restore, row by row, pgcopydb and
+# the server-side copy, on a throwaway cluster (scale 1 is about 1 GB; about 15 minutes with --repeat 3).
+# Writes bench/output/ and the table in bench/README.md. Not part of `make test` (its scale-0.01 smoke run is).
+.PHONY: bench
+BENCH_ARGS ?= --scale 1 --repeat 3 --readme
+bench: venv server-packages .collections/ansible_collections/lamassuiot/postgres
+	$(PY) -m bench.run $(BENCH_ARGS)

@@ -1,0 +1,133 @@
+"""The Molecule scenarios and the example migration tree, checked without running them (``make test`` runs them).
+
+* both scenarios use the settings that work without Docker or Galaxy, share their
+  create/prepare/destroy playbooks, and are found by Molecule at the top-level ``molecule/``;
+* ``docs/examples/migrations`` (used by the scenarios and ``make demo``) agrees with the
+  legacy fixture's goose history: every applied version has its file, nothing older than
+  a service's newest applied version is unapplied (goose would call it missing), some
+  services have newer migrations, and every SQL file parses as goose parses it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.parser import parse_sql_file
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.source import collect
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import SERVICES
+from tests.harness.collection import ROOT, ensure_collection_path
+from tests.harness.fixture import GOOSE_HISTORY
+
+MOLECULE = ROOT / "molecule"
+SCENARIOS = ("default", "fleet")
+MIGRATIONS = ROOT / "docs" / "examples" / "migrations"
+FILE_NAME = re.compile(r"^(00000000000001|\d{14})_[a-z0-9_]+\.(sql|go|py)$")
+
+
+def scenario(name: str) -> dict:
+    return yaml.safe_load((MOLECULE / name / "molecule.yml").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_scenario_runs_without_docker_or_galaxy(name):
+    config = scenario(name)
+    assert config["driver"]["name"] == "default"
+    assert config["prerun"] is False
+    assert config["dependency"] == {"name": "galaxy", "enabled": False}
+    assert config["provisioner"]["env"]["ANSIBLE_COLLECTIONS_PATH"] == "${MOLECULE_PROJECT_DIRECTORY}/.collections"
+    assert "idempotence" in config["scenario"]["test_sequence"]
+    assert config["scenario"]["test_sequence"][-1] == "destroy"
+    for platform in config["platforms"]:
+        assert platform["groups"] == ["lamassu_postgres"], platform
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_scenario_playbooks_exist_and_are_shared(name):
+    config = scenario(name)
+    playbooks = {step: (MOLECULE / name / path).resolve() for step, path in config["provisioner"]["playbooks"].items()}
+    assert all(path.is_file() for path in playbooks.values()), playbooks
+    for step in ("create", "prepare", "destroy"):
+        assert playbooks[step].parent == MOLECULE / "shared", step
+    group_vars = (MOLECULE / name / config["provisioner"]["inventory"]["links"]["group_vars"]).resolve()
+    assert group_vars == MOLECULE / "shared" / "group_vars"
+
+
+def test_scenarios_converge_with_the_collection_playbook():
+    for name in SCENARIOS:
+        plays = yaml.safe_load((MOLECULE / name / "converge.yml").read_text(encoding="utf-8"))
+        assert [play["ansible.builtin.import_playbook"] for play in plays] == ["lamassuiot.postgres.upgrade"], name
+
+
+def test_fleet_has_one_server_per_environment_and_a_canary():
+    platforms = scenario("fleet")["platforms"]
+    assert sorted(child for platform in platforms for child in platform["children"]) == ["dev", "prod", "staging"]
+    converge = yaml.safe_load((MOLECULE / "fleet" / "converge.yml").read_text(encoding="utf-8"))
+    assert converge[0]["vars"]["lamassu_serial"][0] == 1
+
+
+def test_molecule_finds_both_scenarios():
+    ensure_collection_path()
+    env = {
+        **os.environ,
+        "MOLECULE_GLOB": "molecule/*/molecule.yml",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "NO_COLOR": "1",
+    }
+    molecule = Path(sys.executable).parent / "molecule"
+    proc = subprocess.run(
+        [str(molecule), "list", "--format", "plain"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {tuple(line.split()[:4]) for line in proc.stdout.splitlines() if line.strip()}
+    for instance, name in (
+        ("lamassu-pg", "default"),
+        ("pg-dev", "fleet"),
+        ("pg-staging", "fleet"),
+        ("pg-prod", "fleet"),
+    ):
+        assert (instance, "default", "ansible", name) in rows, proc.stdout
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_example_tree_agrees_with_the_fixture_history(service):
+    names = sorted(os.listdir(MIGRATIONS / service))
+    assert all(FILE_NAME.match(name) for name in names), names
+    versions = [source.version for source in collect(str(MIGRATIONS / service))]
+    applied = set(GOOSE_HISTORY[service])
+    newest = max(applied)
+    assert applied <= set(versions), f"applied versions without a file: {sorted(applied - set(versions))}"
+    assert [v for v in versions if v < newest and v not in applied] == []
+
+
+def test_example_tree_has_new_migrations_for_some_services():
+    newer = {
+        service: [s.version for s in collect(str(MIGRATIONS / service)) if s.version > max(GOOSE_HISTORY[service])]
+        for service in SERVICES
+    }
+    assert sum(map(len, newer.values())) >= 3, newer
+    for service, versions in newer.items():
+        for source in collect(str(MIGRATIONS / service)):
+            if source.version in versions:
+                assert source.kind == "sql", source
+                assert parse_sql_file(source.path).up, source
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_example_sql_files_parse_as_goose_parses_them(service):
+    for source in collect(str(MIGRATIONS / service)):
+        if source.kind == "sql":
+            parsed = parse_sql_file(source.path)
+            assert parsed.up and parsed.down, source.name
