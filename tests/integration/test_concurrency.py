@@ -90,7 +90,8 @@ def test_schema_runs_at_once_end_correct_or_in_progress(pg, db, tmp_path):
             cur.execute("LOCK TABLE pg_catalog.pg_namespace IN ACCESS EXCLUSIVE MODE")
         args = {"database": db, "schemas": SERVICES_SCHEMAS}
         runs = [
-            start_playbook(pg, tmp_path, args, module="lamassuiot.postgres.postgres_lamassu_schema") for _attempt in range(2)
+            start_playbook(pg, tmp_path, args, module="lamassuiot.postgres.postgres_lamassu_schema")
+            for _attempt in range(2)
         ]
         # asked from another database: a new session of the target database would wait on the lock too
         waiting = (
@@ -123,7 +124,8 @@ def test_schema_runs_at_once_create_one_database(pg, tmp_path):
     args = {"database": database, "schemas": ["ca", "kms"]}
     try:
         runs = [
-            start_playbook(pg, tmp_path, args, module="lamassuiot.postgres.postgres_lamassu_schema") for _attempt in range(2)
+            start_playbook(pg, tmp_path, args, module="lamassuiot.postgres.postgres_lamassu_schema")
+            for _attempt in range(2)
         ]
         results = [finish(run) for run in runs]
         assert all(ok_or_in_progress(r) for r in results), [r.get("msg") for r in results]
