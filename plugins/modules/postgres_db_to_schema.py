@@ -50,7 +50,10 @@ options:
     default: present
     choices: [present, absent]
   jobs:
-    description: Tables copied at once, each by its own pair of connections, all from one snapshot.
+    description:
+      - Copy workers, each with its own pair of connections, all reading one snapshot of the source.
+      - Tables are taken largest first; on PostgreSQL 14 and later a table of 32 MB or more is split into page
+        ranges that all workers copy at once.
     type: int
     default: 2
   verify:

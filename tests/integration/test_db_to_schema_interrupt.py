@@ -136,7 +136,7 @@ def assert_completed(cluster, args: dict) -> None:
     assert again["changed"] is False and not again.get("failed")
 
 
-@pytest.mark.parametrize("phase", ["ddl", "data", "final", "publish"])
+@pytest.mark.parametrize("phase", ["ddl", "data", "verify", "final", "publish"])
 def test_killed_run_is_completed_by_the_next_run(pg, copy_case, phase):
     run = PausedRun(pg, {**copy_case, "jobs": 1}, phase)
     run.wait_paused()

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import heapq
+import itertools
 import os
-import queue
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,7 +36,7 @@ from ..session import Session
 from . import ddl, freeze, verify
 from .catalog import SourceCatalog, Table, acl_expr, grants_from_rows, read_catalog, reading_path
 from .journal import CopyRecord, Journal
-from .stream import StreamError, copy_statements, prepare_session, stream
+from .stream import RowHashes, StreamError, copy_in, copy_out, ctid_range, page_ranges, prepare_session, stream
 
 STAGING_PREFIX = "lamassu_stage_"
 STAGING_MARKER = "lamassuiot.postgres db_to_schema staging schema; dropped by the next run"
@@ -46,27 +47,90 @@ PAUSE_FILE_ENV = "LAMASSU_DBCOPY_PAUSE_FILE"
 PAUSE_SECONDS = 300
 SOURCE_LOCK_TIMEOUT = "60s"
 MESSAGE_OBJECTS = 20
+# Tables whose heap reaches SPLIT_MIN_BYTES are copied in pieces of page ranges by several workers at once
+# (TID range scans, PostgreSQL 14+), SPLIT_PIECES_PER_JOB pieces per worker at most, pieces of at least
+# SPLIT_PIECE_BYTES.
+SPLIT_MIN_BYTES = 32 << 20
+SPLIT_PIECE_BYTES = 16 << 20
+SPLIT_PIECES_PER_JOB = 2
+# Values that TOAST tries to compress: lz4 (PG 14+, when the server has it) gives up on incompressible data
+# (certificates) in a fraction of the time pglz takes; values read back are the same either way.
+TOAST_LZ4 = """SELECT set_config('default_toast_compression', 'lz4', false) FROM pg_settings
+WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)"""
+SPLIT_ENV = "LAMASSU_DBCOPY_SPLIT_MIN_BYTES"  # test hook: split smaller tables (pieces of a quarter of it)
 
 
-class _Background:
-    """A function running in a thread; ``result()`` joins it and returns its value or raises its exception."""
+class _TableRun:
+    """One table on its way through the workers: copied whole, or in pieces by several workers at once."""
 
-    def __init__(self, function, *args):
-        self._outcome: dict = {}
-        self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True)
-        self._thread.start()
+    def __init__(self, table: Table, pieces: int, split: bool):
+        self.table = table
+        self.pieces = pieces
+        self.split = split
+        self.left = pieces
+        self.lock = threading.Lock()
+        self.began = 0.0
+        self.rows_out = 0
+        self.rows_in = 0
+        self.hashed_records = False  # checksum with hash_record_extended (else the hash of the row's text)
+        self.source = verify.Sums()
+        self.target = verify.Sums()
+        self.outcome: TableOutcome | None = None
 
-    def _run(self, function, args) -> None:
-        try:
-            self._outcome["value"] = function(*args)
-        except BaseException as exc:
-            self._outcome["error"] = exc
+    def start(self) -> None:
+        with self.lock:
+            if not self.began:
+                self.began = time.monotonic()
 
-    def result(self):
-        self._thread.join()
-        if "error" in self._outcome:
-            raise self._outcome["error"]
-        return self._outcome["value"]
+    def piece_done(self) -> bool:
+        """Count one piece of the current step as done; true for the last one."""
+        with self.lock:
+            self.left -= 1
+            return self.left == 0
+
+
+@dataclass
+class _Task:
+    kind: str  # copy (a table or a piece of it), check (read a piece of the loaded copy back), finish
+    run: _TableRun
+    where: sql.Composable | None = None
+
+
+class _WorkQueue:
+    """Tasks by priority; tasks may add tasks, so the workers stop when none is queued or running."""
+
+    def __init__(self):
+        self._heap: list = []
+        self._ready = threading.Condition()
+        self._outstanding = 0
+        self._order = itertools.count()
+
+    def put(self, priority: tuple, task: _Task) -> None:
+        with self._ready:
+            self._outstanding += 1
+            heapq.heappush(self._heap, (priority, next(self._order), task))
+            self._ready.notify()
+
+    def size(self) -> int:
+        with self._ready:
+            return len(self._heap)
+
+    def get(self, stop: threading.Event) -> _Task | None:
+        """The next task; ``None`` once all are done or ``stop`` is set."""
+        with self._ready:
+            while not stop.is_set():
+                if self._heap:
+                    return heapq.heappop(self._heap)[2]
+                if not self._outstanding:
+                    return None
+                self._ready.wait(0.1)
+        return None
+
+    def done(self) -> None:
+        with self._ready:
+            self._outstanding -= 1
+            if not self._outstanding:
+                self._ready.notify_all()
 
 
 def staging_name(target_schema: str) -> str:
@@ -481,8 +545,10 @@ class Engine:
                         )
                     )
             snapshot = source.fetch_value("SELECT pg_export_snapshot()")
+            pieces = self._pieces(source, catalog)
+            hashed = self._hashable(coordinator, catalog) if req.verify == "checksum" else set()
             self._ddl(session, catalog, needed)
-            outcomes = self._copy_data(catalog, snapshot)
+            outcomes = self._copy_data(catalog, snapshot, pieces, hashed)
             self._verify(outcomes)
             self._final(session, catalog)
             self._publish(session, journal, catalog, outcomes, started_at)
@@ -542,23 +608,65 @@ class Engine:
             for statement in ddl.pre_data(catalog, self.staging):
                 session.execute(statement, what="structure")
 
-    def _copy_data(self, catalog: SourceCatalog, snapshot: str) -> list[TableOutcome]:
+    def _pieces(self, source: Session, catalog: SourceCatalog) -> dict[str, list[tuple[int | None, int | None]]]:
+        """Page ranges of the tables big enough to be copied by several workers at once (TID range scans: PG 14+)."""
+        if self.request.jobs < 2 or source.conn.server_version < 140000 or not catalog.tables:
+            return {}
+        sizes = source.fetch_all(
+            """SELECT c.relname, pg_relation_size(c.oid), current_setting('block_size')::int FROM pg_class c
+               WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = %s) AND c.relkind = 'r'""",
+            (catalog.schema,),
+        )
+        threshold = int(os.environ.get(SPLIT_ENV) or SPLIT_MIN_BYTES)
+        piece = max(1, min(SPLIT_PIECE_BYTES, threshold // 4))
+        plan = {}
+        for name, size, block in sizes:
+            if size >= threshold and size >= 2 * block:
+                count = min(SPLIT_PIECES_PER_JOB * self.request.jobs, max(2, size // piece))
+                plan[name] = page_ranges(size // block, count)
+        return plan
+
+    @staticmethod
+    def _hashable(coordinator, catalog: SourceCatalog) -> set[str]:
+        """Tables whose columns all have built-in types with an extended hash function (hash_record_extended)."""
+        if coordinator.server_version < 140000:
+            return set()
+        found = set()
+        with coordinator.cursor() as cur:
+            # Built-in types only: the hash of an enum value is the hash of its OID, which differs in the copy.
+            for table in (t for t in catalog.tables if t.binary_safe):
+                cur.execute("SAVEPOINT probe")
+                try:
+                    cur.execute(verify.probe_query(catalog.schema, table))
+                    found.add(table.name)
+                except psycopg2.Error as exc:
+                    if exc.pgcode != verify.UNDEFINED_FUNCTION:
+                        raise
+                cur.execute("ROLLBACK TO SAVEPOINT probe")
+        return found
+
+    def _copy_data(self, catalog: SourceCatalog, snapshot: str, pieces: dict, hashed: set[str]) -> list[TableOutcome]:
+        """Every table by ``jobs`` workers; a split table's pieces first, then its read-back, then its indexes."""
         self.phase = "data"
         self._pause("data")
-        work: queue.Queue = queue.Queue()
+        work = _WorkQueue()
+        runs: dict[str, _TableRun] = {}
         for table in sorted(catalog.tables, key=lambda t: (-t.bytes, t.name)):
-            work.put(table)
-        outcomes: dict[str, TableOutcome] = {}
+            ranges = pieces.get(table.name)
+            runs[table.name] = run = _TableRun(table, len(ranges) if ranges else 1, bool(ranges))
+            run.hashed_records = table.name in hashed
+            for where in [ctid_range(first, end) for first, end in ranges] if ranges else [None]:
+                work.put((1, -table.bytes), _Task("copy", run, where))
         failures: list[str] = []
         stop = threading.Event()
         workers = [
             threading.Thread(
                 target=self._worker,
-                args=(number, work, catalog, snapshot, outcomes, failures, stop),
+                args=(number, work, catalog, snapshot, failures, stop),
                 name=f"copy-worker-{number}",
                 daemon=True,
             )
-            for number in range(min(self.request.jobs, max(len(catalog.tables), 1)))
+            for number in range(min(self.request.jobs, max(work.size(), 1)))
         ]
         for worker in workers:
             worker.start()
@@ -566,33 +674,33 @@ class Engine:
             worker.join()
         if failures:
             raise OperationFailed("; ".join(failures), self._partial())
-        return [outcomes[t.name] for t in catalog.tables]
+        return [runs[t.name].outcome for t in catalog.tables]
 
-    def _worker(self, number, work, catalog, snapshot, outcomes, failures, stop) -> None:
+    def _worker(self, number, work: _WorkQueue, catalog, snapshot, failures, stop) -> None:
         req = self.request
-        source = target = checker = None
+        source = target = None
         current = None
         try:
             source = self._open_source(f"worker {number}")
             with source.cursor() as cur:
                 cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
-            if req.verify == "checksum":
-                # The source side of the checksum runs on its own connection, while the rows stream.
-                checker = self._open_source(f"worker {number} checksum")
-                with checker.cursor() as cur:
-                    cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
             target = connect(self.params, req.target_database, autocommit=False)
             prepare_session(target, f"{APPLICATION} {req.source_database}->{req.target} worker {number}")
             with target.cursor() as cur:
                 cur.execute(self.search_path)
                 cur.execute("SET synchronous_commit TO off")
+                cur.execute(TOAST_LZ4)
             target.commit()
-            while not stop.is_set():
-                try:
-                    current = work.get_nowait()
-                except queue.Empty:
+            while True:
+                task = work.get(stop)
+                if task is None:
                     break
-                outcomes[current.name] = self._copy_table(source, target, checker, catalog, current)
+                current = task.run.table
+                try:
+                    self._run_task(source, target, catalog, task, work)
+                finally:
+                    work.done()
+                current = None
         except StreamError as exc:
             stop.set()
             failures.append(f"Copying table {current.name if current else '?'} failed on the {exc.side} side: {exc}")
@@ -604,53 +712,109 @@ class Engine:
             stop.set()
             failures.append(f"Copy worker {number} failed unexpectedly: {exc!r}")
         finally:
-            for conn in (source, target, checker):
+            for conn in (source, target):
                 if conn is not None:
                     with contextlib.suppress(psycopg2.Error):
                         conn.close()
 
-    def _copy_table(self, source, target, checker, catalog: SourceCatalog, table: Table) -> TableOutcome:
-        req = self.request
-        began = time.monotonic()
-        source_side = _Background(verify.measure, checker, "checksum", catalog.schema, table.name) if checker else None
-        try:
-            session = Session(target, self.queries)
-            name = sql.Identifier(self.staging, table.name)
-            session.execute(sql.SQL("TRUNCATE {}").format(name), what=f"table {table.name}")
-            source_copy, target_copy = copy_statements(table, catalog.schema, self.staging)
-            self.queries.append(session.render(target_copy))
-            result = stream(source, target, source_copy, target_copy)
-            target.commit()
-            for statement in ddl.table_post_data(table, self.staging):
-                session.execute(statement, what=f"indexes of table {table.name}")
-            target.commit()
+    def _run_task(self, source, target, catalog: SourceCatalog, task: _Task, work: _WorkQueue) -> None:
+        run = task.run
+        if task.kind == "copy":
+            self._copy_piece(source, target, catalog, task)
+            if not run.piece_done():
+                return
+            if not run.split:
+                self._finish(target, run)
+                return
             self._pause("verify")
-            counted, target_check = self._measure(target, table, result.rows_out)
-        except BaseException:
-            if source_side:
-                with contextlib.suppress(BaseException):
-                    source_side.result()  # its connection must be idle before the worker closes it
-            raise
-        source_check = source_side.result() if source_side else counted
-        return TableOutcome(
+            if self.request.verify == "checksum":
+                # Measure the loaded pieces in parallel before the indexes (ADD PRIMARY KEY would block the reads).
+                ranges = page_ranges(self._pages(target, run.table), run.pieces)
+                run.left = len(ranges)
+                for first, end in ranges:
+                    work.put((0, -run.table.bytes), _Task("check", run, ctid_range(first, end)))
+            else:
+                work.put((0, -run.table.bytes), _Task("finish", run))
+        elif task.kind == "check":
+            rows, total = self._measure_target(target, run, task.where)
+            with run.lock:
+                run.target.add(rows, total)
+            if run.piece_done():
+                work.put((0, -run.table.bytes), _Task("finish", run))
+        else:
+            self._finish(target, run)
+
+    def _copy_piece(self, source, target, catalog: SourceCatalog, task: _Task) -> None:
+        run = task.run
+        table = run.table
+        run.start()
+        session = Session(target, self.queries)
+        if not run.split:
+            # FREEZE needs the table truncated (or created) in the loading transaction.
+            session.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(self.staging, table.name)), what=table.name)
+        target_copy = copy_in(table, self.staging, freeze=not run.split)
+        self.queries.append(session.render(target_copy))
+        hashes = row_hash = None
+        if self.request.verify == "checksum":
+            # The source side of the checksum comes with the rows: one read of the source.
+            hashes = RowHashes(table.binary_safe)
+            row_hash = verify.row_hash(table, run.hashed_records)
+        source_copy = copy_out(table, catalog.schema, task.where, row_hash)
+        result = stream(source, target, source_copy, target_copy, hashes)
+        target.commit()
+        with run.lock:
+            run.rows_out += result.rows_out
+            run.rows_in += result.rows_in
+            if hashes is not None:
+                run.source.add(hashes.rows, hashes.total)
+
+    def _measure_target(self, target, run: _TableRun, where) -> tuple[int, int]:
+        with target.cursor() as cur:
+            measured = verify.measure(cur, verify.checksum_query(self.staging, run.table, run.hashed_records, where))
+        target.commit()
+        return measured
+
+    def _pages(self, target, table: Table) -> int:
+        with target.cursor() as cur:
+            cur.execute(
+                "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int",
+                (sql.Identifier(self.staging, table.name).as_string(target),),
+            )
+            pages = cur.fetchone()[0]
+        target.commit()
+        return pages
+
+    def _finish(self, target, run: _TableRun) -> None:
+        """Indexes and constraints of a loaded table, then its verification; sets ``run.outcome``."""
+        table = run.table
+        session = Session(target, self.queries)
+        for statement in ddl.table_post_data(table, self.staging):
+            session.execute(statement, what=f"indexes of table {table.name}")
+        target.commit()
+        mode = self.request.verify
+        source_check = target_check = None
+        if mode == "count":
+            if not run.split:
+                self._pause("verify")
+            with target.cursor() as cur:
+                cur.execute(verify.count_query(self.staging, table.name))
+                target_check = verify.TableCheck(cur.fetchone()[0])
+            target.commit()
+            source_check = verify.TableCheck(run.rows_out)
+        elif mode == "checksum":
+            if not run.split:
+                self._pause("verify")
+                run.target.add(*self._measure_target(target, run, None))
+            source_check, target_check = run.source.check(), run.target.check()
+        run.outcome = TableOutcome(
             name=table.name,
-            rows=target_check.rows if target_check else result.rows_in,
+            rows=target_check.rows if target_check else run.rows_in,
             bytes=table.bytes,
-            seconds=round(time.monotonic() - began, 3),
-            verified=req.verify != "none",
+            seconds=round(time.monotonic() - run.began, 3),
+            verified=mode != "none",
             checksum=source_check.checksum if source_check else None,
             problem=verify.mismatch(table.name, source_check, target_check),
         )
-
-    def _measure(self, target, table: Table, rows_out: int):
-        """(source side, target side) of the verification; the source checksum is computed apart, during the COPY."""
-        mode = self.request.verify
-        if mode == "none":
-            return None, None
-        with target.cursor() as cur:
-            measured = verify.measure(cur, mode, self.staging, table.name)
-        target.commit()
-        return (verify.TableCheck(rows_out) if mode == "count" else None), measured
 
     def _final(self, session: Session, catalog: SourceCatalog) -> None:
         self.phase = "final"
