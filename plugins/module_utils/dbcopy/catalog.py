@@ -398,6 +398,11 @@ WHERE e.extname <> 'plpgsql' ORDER BY e.extname
 """
 
 
+def extension_schemas(session) -> dict[str, str]:
+    """Installed extensions of the connected database: name -> schema (plpgsql left out)."""
+    return {name: schema for name, schema, _version in session.fetch_all(EXTENSIONS_QUERY)}
+
+
 def reading_path(schema: str, extensions: list[Extension]) -> list[str]:
     """The source schema, the schemas of the extensions (by extension name), then ``pg_catalog``.
 

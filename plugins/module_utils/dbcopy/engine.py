@@ -34,7 +34,15 @@ from ..lamassu import COLLECTION_VERSION, GOOSE_TABLE, JOURNAL_SCHEMA
 from ..names import check_identifier
 from ..session import Session
 from . import ddl, freeze, verify
-from .catalog import SourceCatalog, Table, acl_expr, grants_from_rows, read_catalog, reading_path
+from .catalog import (
+    SourceCatalog,
+    Table,
+    acl_expr,
+    extension_schemas,
+    grants_from_rows,
+    read_catalog,
+    reading_path,
+)
 from .journal import CopyRecord, Journal
 from .stream import RowHashes, StreamError, copy_in, copy_out, ctid_range, page_ranges, prepare_session, stream
 
@@ -465,11 +473,7 @@ class Engine:
 
     def _extensions_needed(self, session: Session, catalog: SourceCatalog) -> list[tuple[str, str]]:
         """(name, schema) of source extensions missing in the target database; unavailable ones fail now."""
-        installed = dict(
-            session.fetch_all(
-                "SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
-            )
-        )
+        installed = extension_schemas(session)
         available = {name for (name,) in session.fetch_all("SELECT name FROM pg_available_extensions")}
         needed = []
         for ext in catalog.extensions:
@@ -571,11 +575,7 @@ class Engine:
 
     def _search_path(self, session: Session, catalog: SourceCatalog) -> sql.Composable:
         """The reading path of the source (``catalog.reading_path``) translated to the target database."""
-        where = dict(
-            session.fetch_all(
-                "SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
-            )
-        )
+        where = extension_schemas(session)
         translated = []
         for name in reading_path(catalog.schema, catalog.extensions):
             if name == catalog.schema:
