@@ -232,9 +232,8 @@ queries:
   sample: ['SET search_path TO "ca"', 'CREATE TABLE certificates (...)', 'INSERT INTO "ca"."goose_db_version" (version_id, is_applied) VALUES (1, true)']
 """
 
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.connection import connect
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.plan import COMMANDS
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.runner import MigrateRequest, migrate
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.runner import MigrateRequest, run_migrate
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE, GOOSE_TABLE
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.module import ModuleContext, run_module
 
@@ -264,14 +263,7 @@ def work(ctx: ModuleContext) -> dict:
         allow_missing=p["allow_missing"],
         env=p["env"] or {},
     )
-    # Before connecting: the server silently truncates a database name beyond 63 bytes, which could connect
-    # to another database than the one named.
-    request.validate()
-    conn = connect(ctx.connection, request.database)
-    try:
-        result = migrate(conn, request, ctx.check_mode, ctx.warn)
-    finally:
-        conn.close()
+    result = run_migrate(ctx.connection, request, ctx.check_mode, ctx.warn)
     if ctx.diff:
         result["diff"] = {
             "before": {"version": result["version_before"]},

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .._pg import extensions, psycopg2, sql
+from ..connection import ConnectionParams, connect
 from ..errors import InvalidInput, LamassuError, OperationFailed
 from ..names import check_identifier
 from ..session import Session
@@ -352,3 +353,17 @@ def _status_warnings(migrations: list[MigrationSource], history: History) -> lis
     if gone:
         warnings.append(f"applied versions without a file in the migrations directory: {', '.join(map(str, gone))}")
     return warnings
+
+
+def run_migrate(
+    params: ConnectionParams, request: MigrateRequest, check_mode: bool, warn: Callable[[str], None]
+) -> dict:
+    """Check the request, connect to its database, migrate, close; the module's one call."""
+    # Before connecting: the server silently truncates a database name beyond 63 bytes, which could connect
+    # to another database than the one named.
+    request.validate()
+    conn = connect(params, request.database)
+    try:
+        return migrate(conn, request, check_mode, warn)
+    finally:
+        conn.close()
