@@ -136,19 +136,70 @@ def assert_completed(cluster, args: dict) -> None:
     assert again["changed"] is False and not again.get("failed")
 
 
-@pytest.mark.parametrize("phase", ["ddl", "data", "verify", "final", "publish"])
-def test_killed_run_is_completed_by_the_next_run(pg, copy_case, phase):
-    run = PausedRun(pg, {**copy_case, "jobs": 1}, phase)
+def worker_sessions(cluster, database: str) -> list[tuple]:
+    """(pid, state, query) of the copy workers connected to ``database``."""
+    return query(
+        cluster,
+        "postgres",
+        "SELECT pid, state, query FROM pg_stat_activity WHERE datname = %s AND application_name LIKE %s",
+        (database, APPLICATION + "% worker %"),
+    )
+
+
+def assert_paused_where_asked(cluster, case: dict, phase: str) -> None:
+    """The run is really where ``phase`` says: in the middle of the largest table's COPY, or of its index builds."""
+    target = case["target_database"]
+    if phase == "copy":
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:  # the server works through the rows it was sent while the module waits
+            progress = query(
+                cluster,
+                target,
+                """SELECT p.bytes_processed, p.tuples_processed, p.relid::regclass::text FROM pg_stat_progress_copy p
+                   JOIN pg_stat_activity a USING (pid) WHERE p.datname = %s AND p.command = 'COPY FROM'
+                   AND a.application_name LIKE %s""",
+                (target, APPLICATION + "%"),
+            )
+            assert len(progress) == 1, progress
+            if progress[0][0] > 0 or time.monotonic() > deadline:  # bytes received from the module
+                break
+            time.sleep(0.05)
+        total = query(cluster, case["source_database"], "SELECT count(*) FROM certificates")[0][0]
+        received, tuples, relation = progress[0]
+        assert relation == f"{staging_name('ca')}.certificates"
+        assert received > 0 and tuples < total, (received, tuples, total)
+    elif phase == "index":
+        states = [(state, text.split()[:2]) for _pid, state, text in worker_sessions(cluster, target)]
+        assert len(states) == 1 and states[0][0] == "idle in transaction", states
+        assert states[0][1] in (["CREATE", "UNIQUE"], ["CREATE", "INDEX"], ["ALTER", "TABLE"]), states
+
+
+@pytest.mark.parametrize("phase", ["ddl", "data", "copy", "index", "verify", "final", "publish"])
+def test_killed_run_is_completed_by_the_next_run(pg, phase):
+    prefix = unique("ik") + "_"
+    # Large enough that the certificates table takes several buffers of the COPY stream.
+    build_legacy(pg, scale=0.005, services=["ca"], prefix=prefix)
+    case = {"source_database": prefix + "ca", "target_database": unique("lamassu"), "target_schema": "ca"}
+    query(pg, "postgres", sql.SQL("CREATE DATABASE {}").format(sql.Identifier(case["target_database"])))
+    with contextlib.closing(pg.connect(case["source_database"])) as conn:
+        source_before = (describe_schema(conn, "public"), data_checksums(conn, "public"))
+    run = PausedRun(pg, {**case, "jobs": 1}, phase)
     run.wait_paused()
-    run.kill()
+    try:
+        assert_paused_where_asked(pg, case, phase)
+    finally:
+        run.kill()
     wait_module_sessions_gone(pg)
     # Nothing is visible under the target name, whatever the phase (the publish transaction did not commit).
-    assert "ca" not in schemas(pg, copy_case["target_database"])
-    assert_completed(pg, copy_case)
+    assert "ca" not in schemas(pg, case["target_database"])
+    with contextlib.closing(pg.connect(case["source_database"])) as conn:
+        assert (describe_schema(conn, "public"), data_checksums(conn, "public")) == source_before
+    assert_completed(pg, case)
 
 
-def test_terminated_backends_fail_the_run_and_the_next_run_completes(pg, copy_case):
-    run = PausedRun(pg, copy_case, "verify")
+@pytest.mark.parametrize("phase", ["copy", "index", "verify"])
+def test_terminated_backends_fail_the_run_and_the_next_run_completes(pg, copy_case, phase):
+    run = PausedRun(pg, copy_case, phase)
     run.wait_paused()
     query(
         pg,
@@ -163,7 +214,7 @@ def test_terminated_backends_fail_the_run_and_the_next_run_completes(pg, copy_ca
 
 
 def test_server_restart_fails_the_run_and_the_next_run_completes(pg, copy_case):
-    run = PausedRun(pg, copy_case, "data")
+    run = PausedRun(pg, copy_case, "copy")  # in the middle of the certificates table's COPY
     run.wait_paused()
     pg.stop("immediate")
     pg.start()

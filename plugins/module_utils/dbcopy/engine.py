@@ -11,8 +11,10 @@ the target database keeps two runs on the same target apart.
 
 Test hook: with ``LAMASSU_DBCOPY_PAUSE_AT=<phase>`` and
 ``LAMASSU_DBCOPY_PAUSE_FILE=<path>`` in the module's environment, the run
-creates ``<path>`` when it reaches ``<phase>`` (``ddl``, ``data``, ``verify``,
-``final``, ``publish``) and waits until the file is removed (at most
+creates ``<path>`` when it reaches ``<phase>`` (``ddl``, ``data`` (before the
+first table), ``copy`` (in the middle of the first table's COPY stream),
+``index`` (after the first index of a table is built, its transaction open),
+``verify``, ``final``, ``publish``) and waits until the file is removed (at most
 ``PAUSE_SECONDS``): tests use it to interrupt or disturb a run at a known point.
 """
 
@@ -224,6 +226,7 @@ class Engine:
         self.staging = staging_name(request.target)
         self.locked = False
         self._paused: set[str] = set()
+        self._pause_lock = threading.Lock()
         self.frozen = False
         self.source_dropped = False
 
@@ -561,9 +564,12 @@ class Engine:
         return outcomes, catalog
 
     def _pause(self, phase: str) -> None:
-        if os.environ.get(PAUSE_AT_ENV) != phase or phase in self._paused:
+        if os.environ.get(PAUSE_AT_ENV) != phase:
             return
-        self._paused.add(phase)
+        with self._pause_lock:  # once per run, whichever worker gets there first
+            if phase in self._paused:
+                return
+            self._paused.add(phase)
         path = os.environ.get(PAUSE_FILE_ENV)
         if not path:
             return
@@ -760,7 +766,7 @@ class Engine:
             hashes = RowHashes(table.binary_safe)
             row_hash = verify.row_hash(table, run.hashed_records)
         source_copy = copy_out(table, catalog.schema, task.where, row_hash)
-        result = stream(source, target, source_copy, target_copy, hashes)
+        result = stream(source, target, source_copy, target_copy, hashes, midway=lambda: self._pause("copy"))
         target.commit()
         with run.lock:
             run.rows_out += result.rows_out
@@ -790,6 +796,7 @@ class Engine:
         session = Session(target, self.queries)
         for statement in ddl.table_post_data(table, self.staging):
             session.execute(statement, what=f"indexes of table {table.name}")
+            self._pause("index")
         target.commit()
         mode = self.request.verify
         source_check = target_check = None

@@ -106,11 +106,17 @@ class StreamResult:
 
 
 class _CountingReader:
-    def __init__(self, raw):
+    """The target's side of the pipe; ``midway`` is called once, when the first buffer has gone to the server."""
+
+    def __init__(self, raw, midway=None):
         self.raw = raw
         self.bytes = 0
+        self.midway = midway
 
     def read(self, size: int = -1) -> bytes:
+        if self.midway is not None and self.bytes:
+            midway, self.midway = self.midway, None
+            midway()
         data = self.raw.read(size)
         self.bytes += len(data)
         return data
@@ -197,10 +203,13 @@ def _grow_pipe(fd: int) -> None:
             fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
-def stream(source_conn, target_conn, source_copy, target_copy, hashes: RowHashes | None = None) -> StreamResult:
+def stream(
+    source_conn, target_conn, source_copy, target_copy, hashes: RowHashes | None = None, midway=None
+) -> StreamResult:
     """Pipe one COPY into the other; the target transaction is left open for the caller to commit.
 
     With ``hashes`` the source rows carry their hash as a last column, which is taken off and added up.
+    ``midway`` (a test hook) is called once in the middle of the stream, with both COPY commands running.
     """
     read_fd, write_fd = os.pipe()
     _grow_pipe(write_fd)
@@ -224,7 +233,7 @@ def stream(source_conn, target_conn, source_copy, target_copy, hashes: RowHashes
 
     producer = threading.Thread(target=produce, name="copy-source", daemon=True)
     producer.start()
-    counting = _CountingReader(reader)
+    counting = _CountingReader(reader, midway)
     try:
         with target_conn.cursor() as cur:
             cur.copy_expert(target_copy, counting, size=BUFFER_BYTES)
