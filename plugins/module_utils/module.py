@@ -23,6 +23,7 @@ class ModuleContext:
     check_mode: bool
     diff: bool
     warn: Callable[[str], None]
+    log: Callable[[str], None]  # Ansible's module log: syslog or the journal of the managed host
 
 
 def run_module(argument_spec: dict, work: Callable[[ModuleContext], dict], **module_kwargs) -> None:
@@ -41,6 +42,7 @@ def run_module(argument_spec: dict, work: Callable[[ModuleContext], dict], **mod
         check_mode=module.check_mode,
         diff=module._diff,
         warn=module.warn,
+        log=module.log,
     )
     try:
         result = work(context)

@@ -242,7 +242,7 @@ def work(ctx: ModuleContext) -> dict:
         if_target_exists=params["if_target_exists"],
         drop_source=params["drop_source"],
     )
-    return run_copy(ctx.connection, request, ctx.check_mode, ctx.warn)
+    return run_copy(ctx.connection, request, ctx.check_mode, log=ctx.log)
 
 
 def main() -> None:

@@ -11,7 +11,12 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.engine import staging_name
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.connection import ConnectionParams
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.engine import (
+    CopyRequest,
+    run_copy,
+    staging_name,
+)
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import GOOSE_TABLE, JOURNAL_SCHEMA, SERVICES
 from tests.harness.ansible import run_module, run_tasks
 from tests.harness.catalog import catalog_snapshot, data_checksums, describe_schema, diff_descriptions
@@ -415,7 +420,8 @@ def test_freeze_source_refuses_writers_and_keeps_acknowledged_writes(pg, legacy)
     assert settings == [(0,)], "the freeze is lifted exactly: no database setting remains"
 
 
-def test_role_copies_the_services_then_reports_them_already_copied(pg):
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["task", "async"])
+def test_role_copies_the_services_then_reports_them_already_copied(pg, asynchronous):
     prefix = unique("rl") + "_"
     build_legacy(pg, scale=0.001, services=["va", "kms"], prefix=prefix)
     target = unique("lamassu")
@@ -427,11 +433,17 @@ def test_role_copies_the_services_then_reports_them_already_copied(pg):
             "db_to_schema_source_prefix": prefix,
             "db_to_schema_owner": "admin",
             "db_to_schema_freeze_source": True,
+            **({"db_to_schema_async": 600, "db_to_schema_poll": 1} if asynchronous else {}),
         },
     }
     first = run_tasks([role], pg)
     assert first.rc == 0, first.output
     assert "va: copied" in first.output and "kms: copied" in first.output, first.output
+    assert ("ASYNC OK on localhost" in first.output) is asynchronous, first.output
+    assert "copied,\\n" not in first.output, first.output
+    for service in ("va", "kms"):  # the per-table summary
+        for (table,) in query(pg, prefix + service, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"):
+            assert f'"{service}.{table}: ' in first.output, (table, first.output)
     for service in ("va", "kms"):
         assert_faithful(pg, prefix + service, target, service)
         owner = query(pg, target, "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s", (service,))
@@ -477,3 +489,24 @@ def test_non_public_source_schema_and_references_outside_it(pg):
     assert "foreign key to another schema linked_shared_id_fkey" in refused["msg"], refused["msg"]
     assert "view using a relation of another schema shared_view uses public.shared" in refused["msg"]
     assert "svc2" not in schemas(pg, target)
+
+
+def test_progress_log_shows_each_table_starting_and_ending(pg):
+    prefix = unique("lg") + "_"
+    build_legacy(pg, scale=0.001, services=["va"], prefix=prefix)
+    target = create_database(pg, unique("lamassu"))
+    params = ConnectionParams.from_module_params(pg.module_defaults())
+    request = CopyRequest(source_database=prefix + "va", target_database=target, target_schema="va")
+    lines: list[str] = []
+    result = run_copy(params, request, log=lines.append)
+    assert all(line.startswith(f"db_to_schema {prefix}va.public -> {target}.va: ") for line in lines), lines
+    tables = [table["name"] for table in result["tables"]]
+    assert tables and "goose_db_version" in tables
+    for name in tables:
+        started = [n for n, line in enumerate(lines) if f": table {name}: started (" in line]
+        ended = [n for n, line in enumerate(lines) if f": table {name}: " in line and line.endswith(", verified")]
+        assert len(started) == 1 and len(ended) == 1 and started[0] < ended[0], (name, lines)
+    assert " copying " in lines[0] and " published in " in lines[-1], lines
+    again: list[str] = []
+    assert run_copy(params, request, log=again.append)["changed"] is False
+    assert len(again) == 1 and "already copied" in again[0], again

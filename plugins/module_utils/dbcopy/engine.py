@@ -56,6 +56,7 @@ PAUSE_AT_ENV = "LAMASSU_DBCOPY_PAUSE_AT"
 PAUSE_FILE_ENV = "LAMASSU_DBCOPY_PAUSE_FILE"
 PAUSE_SECONDS = 300
 SOURCE_LOCK_TIMEOUT = "60s"
+LOCK_RETRY_SECONDS = 5
 MESSAGE_OBJECTS = 20
 # Tables whose heap reaches SPLIT_MIN_BYTES are copied in pieces of page ranges by several workers at once
 # (TID range scans, PostgreSQL 14+), SPLIT_PIECES_PER_JOB pieces per worker at most, pieces of at least
@@ -87,10 +88,13 @@ class _TableRun:
         self.target = verify.Sums()
         self.outcome: TableOutcome | None = None
 
-    def start(self) -> None:
+    def start(self) -> bool:
+        """Mark the table started; true for the first of its pieces."""
         with self.lock:
-            if not self.began:
-                self.began = time.monotonic()
+            if self.began:
+                return False
+            self.began = time.monotonic()
+            return True
 
     def piece_done(self) -> bool:
         """Count one piece of the current step as done; true for the last one."""
@@ -215,11 +219,11 @@ class TableOutcome:
 class Engine:
     """One run of the module; holds the per-run state (queries, timings, connections)."""
 
-    def __init__(self, params: ConnectionParams, request: CopyRequest, check_mode: bool = False, warn=None):
+    def __init__(self, params: ConnectionParams, request: CopyRequest, check_mode: bool = False, log=None):
         self.params = params
         self.request = request
         self.check_mode = check_mode
-        self.warn = warn or (lambda message: None)
+        self._log_to = log or (lambda message: None)
         self.queries: list[str] = []
         self.started = time.monotonic()
         self.phase = "plan"
@@ -242,10 +246,18 @@ class Engine:
                 return self._absent(session)
             return self._present(session)
         except psycopg2.Error as exc:
+            self._log(f"failed during phase {self.phase}")
             raise OperationFailed(
                 f"The copy failed during phase {self.phase}: {str(exc).strip()}", self._partial()
             ) from None
+        except LamassuError as exc:
+            self._log(f"failed during phase {self.phase}: {exc}")
+            raise
         finally:
+            if self.locked:  # now, rather than when the server process ends after the close
+                with contextlib.suppress(psycopg2.Error):
+                    conn.rollback()
+                    conn.cursor().execute("SELECT pg_advisory_unlock_all()")
             conn.close()
 
     def _connect_target(self):
@@ -260,10 +272,15 @@ class Engine:
             raise
 
     def _lock(self, session: Session) -> None:
-        got = session.fetch_value(
+        """Take the target's advisory lock, or fail naming the server process that holds it.
+
+        A lock whose holder is no longer listed belongs to a run that has just closed its connection (its
+        server process ends a moment later): that one is tried again for up to ``LOCK_RETRY_SECONDS``.
+        """
+        deadline = time.monotonic() + LOCK_RETRY_SECONDS
+        while not session.fetch_value(
             "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))", (LOCK_NAMESPACE, self.request.target)
-        )
-        if not got:
+        ):
             holder = session.fetch_value(
                 """
                 SELECT string_agg(l.pid::text, ', ') FROM pg_locks l
@@ -273,10 +290,12 @@ class Engine:
                 """,
                 (LOCK_NAMESPACE, self.request.target),
             )
-            raise OperationFailed(
-                f"A copy into schema {self.request.target!r} of database {self.request.target_database!r} is already "
-                f"in progress (server process {holder or 'unknown'} holds its lock); nothing was changed"
-            )
+            if holder or time.monotonic() > deadline:
+                raise OperationFailed(
+                    f"A copy into schema {self.request.target!r} of database {self.request.target_database!r} is "
+                    f"already in progress (server process {holder or 'unknown'} holds its lock); nothing was changed"
+                )
+            time.sleep(0.1)
         self.locked = True
 
     # ---------------------------------------------------------------- results
@@ -300,6 +319,12 @@ class Engine:
 
     def _partial(self) -> dict:
         return {"queries": self.queries, "phase": self.phase}
+
+    def _log(self, message: str) -> None:
+        req = self.request
+        self._log_to(
+            f"db_to_schema {req.source_database}.{req.source_schema} -> {req.target_database}.{req.target}: {message}"
+        )
 
     # ---------------------------------------------------------------- state=present
     def _present(self, session: Session) -> dict:
@@ -331,8 +356,10 @@ class Engine:
         except BaseException:
             self._cleanup(session)
             raise
+        self._log(f"published in {time.monotonic() - self.started:.1f} s")
         if req.drop_source:
             self._drop_source(session, journal)
+            self._log("source database dropped")
         tables = [self._table_result(o) for o in outcomes]
         return self._base_result(True, catalog.goose_version, tables)
 
@@ -361,6 +388,7 @@ class Engine:
                     self.source_dropped = True
         else:
             self.source_dropped = True
+        self._log(f"already copied (journal entry {record.id}, {record.finished_at})")
         tables = [{k: t.get(k) for k in ("name", "rows", "bytes", "seconds", "verified")} for t in record.tables]
         result = self._base_result(changed, record.goose_version, tables)
         result["recorded"] = {"finished_at": record.finished_at, "verify": record.verify, "id": record.id}
@@ -554,6 +582,10 @@ class Engine:
             snapshot = source.fetch_value("SELECT pg_export_snapshot()")
             pieces = self._pieces(source, catalog)
             hashed = self._hashable(coordinator, catalog) if req.verify == "checksum" else set()
+            self._log(
+                f"copying {len(catalog.tables)} tables ({sum(t.bytes for t in catalog.tables) / 1e6:.1f} MB) with "
+                f"{req.jobs} jobs, verify={req.verify}"
+            )
             self._ddl(session, catalog, needed)
             outcomes = self._copy_data(catalog, snapshot, pieces, hashed)
             self._verify(outcomes)
@@ -753,7 +785,11 @@ class Engine:
     def _copy_piece(self, source, target, catalog: SourceCatalog, task: _Task) -> None:
         run = task.run
         table = run.table
-        run.start()
+        if run.start():
+            self._log(
+                f"table {table.name}: started ({table.bytes / 1e6:.1f} MB"
+                + (f", {run.pieces} pieces)" if run.split else ")")
+            )
         session = Session(target, self.queries)
         if not run.split:
             # FREEZE needs the table truncated (or created) in the loading transaction.
@@ -821,6 +857,11 @@ class Engine:
             verified=mode != "none",
             checksum=source_check.checksum if source_check else None,
             problem=verify.mismatch(table.name, source_check, target_check),
+        )
+        outcome = run.outcome
+        self._log(
+            f"table {table.name}: {outcome.rows} rows in {outcome.seconds} s, "
+            + (outcome.problem or ("verified" if outcome.verified else "not verified"))
         )
 
     def _final(self, session: Session, catalog: SourceCatalog) -> None:
@@ -936,5 +977,6 @@ class Engine:
         return self._base_result(changed, record.goose_version if record else None)
 
 
-def run_copy(params: ConnectionParams, request: CopyRequest, check_mode: bool = False, warn=None) -> dict:
-    return Engine(params, request, check_mode, warn).run()
+def run_copy(params: ConnectionParams, request: CopyRequest, check_mode: bool = False, log=None) -> dict:
+    """One run of the module; ``log`` receives its progress (start and end of each table), one line at a time."""
+    return Engine(params, request, check_mode, log).run()
