@@ -65,10 +65,22 @@ TIME = "/usr/bin/time"  # GNU time: the module's peak RSS without polling; psuti
 RSS_FILE_ENV = "LAMASSU_BENCH_RSS_FILE"
 SAVED_PUBLIC = "bench_saved_public"
 SCRATCH_SCHEMA = "bench_f"
+# The wait of the db_to_schema role for copies started at once (roles/db_to_schema/tasks/main.yml).
+AT_ONCE_WAIT = {
+    "name": "Wait for the copies running at once",
+    "ansible.builtin.async_status": {"jid": "{{ item.ansible_job_id }}"},
+    "loop": "{{ started.results | reverse | list }}",
+    "register": "waited",
+    "until": "waited is finished",
+    "retries": 172800,
+    "delay": 1,
+}
 APPROACHES = (
     "a_default",
     "a_count",
     "a_jobs1",
+    "a_parallel",
+    "a_parallel_count",
     "b_dump_psql",
     "c_dump_restore",
     "d_naive",
@@ -80,6 +92,8 @@ DESCRIPTIONS = {
     "a_count": "the module through Ansible, verify: count",
     "a_jobs1": "the module through Ansible, jobs: 1",
     "a_rerun": "the module through Ansible, again on the copied databases",
+    "a_parallel": "the module through Ansible, the six databases at once (the db_to_schema role's default), defaults",
+    "a_parallel_count": "the module through Ansible, the six databases at once, verify: count",
     "b_dump_psql": "pg_dump -n public | psql --single-transaction, rename trick",
     "c_dump_restore": "pg_dump -Fc -n public + pg_restore -j 2, rename trick",
     "d_naive": "row by row: one prepared INSERT per row, commit per table",
@@ -324,14 +338,27 @@ class Bench:
         except Exception as exc:
             measurement = Measurement(approach, 0.0, False, [f"{type(exc).__name__}: {str(exc).strip()[:2000]}"])
             if approach not in ("a_default", "f_server"):
-                for suffix in ("a_count", "a_jobs1", "b", "c", "d", *(f"e_{s}" for s in SERVICES)):
+                for suffix in (
+                    "a_count",
+                    "a_jobs1",
+                    "a_parallel",
+                    "a_parallel_count",
+                    "b",
+                    "c",
+                    "d",
+                    *(f"e_{s}" for s in SERVICES),
+                ):
                     self.drop_database(self.name(suffix))
         measurement.load_before = load
         return measurement
 
     # ---------------------------------------------------------- (a) the module through Ansible
-    def _playbook(self, target: str, prefix: str = "", **module_args) -> tuple[float, float | None, dict, str]:
-        """One ``postgres_db_to_schema`` task per database (a loop, as the role runs it) into ``target``.
+    def _playbook(
+        self, target: str, prefix: str = "", at_once: bool = False, **module_args
+    ) -> tuple[float, float | None, dict, str]:
+        """One ``postgres_db_to_schema`` task per database (a loop) into ``target``: one after the other, or
+        with ``at_once`` all started as asynchronous jobs and then waited for, the first last, as the
+        ``db_to_schema`` role does by default.
 
         Returns (wall seconds of ``ansible-playbook``, peak RSS MB of the module processes, the task's result,
         output). The result is saved by Ansible's ``tree`` callback, so no extra task runs in the timed play.
@@ -353,7 +380,9 @@ class Bench:
                         "name": "Copy each legacy database into its schema",
                         "lamassuiot.postgres.postgres_db_to_schema": args,
                         "loop": list(SERVICES),
-                    }
+                        **({"async": 86400, "poll": 0, "register": "started"} if at_once else {}),
+                    },
+                    *([AT_ONCE_WAIT] if at_once else []),
                 ],
             }
         ]
@@ -374,7 +403,7 @@ class Bench:
             "ANSIBLE_PIPELINING": "1" if self.pipelining else "0",
         }
         rss_file = self.work / f"rss-{target}-{time.monotonic_ns()}.txt"
-        timed = os.path.exists(TIME) and not self.pipelining
+        timed = os.path.exists(TIME) and not self.pipelining and not at_once
         if timed:
             # The module runs under GNU time, which writes its peak RSS when it exits: nothing polls meanwhile.
             settings["ANSIBLE_PYTHON_INTERPRETER"] = str(self._timed_interpreter())
@@ -395,7 +424,7 @@ class Bench:
             raise RuntimeError(f"ansible-playbook failed (rc={proc.returncode}), see {log_file}: {failed[:3]}")
         return seconds, peak, results, output
 
-    def _timed_interpreter(self) -> Path:
+    def _timed_interpreter(self) -> Path:  # (the module of an async job is not a child of ``time``)
         wrapper = self.work / "python-timed"
         if not wrapper.exists():
             wrapper.write_text(
@@ -408,7 +437,11 @@ class Bench:
         if not keep:
             self.fresh_database(target)
         seconds, peak, results, _output = self._playbook(target, self.source.prefix, **args)
-        copies = results.get("results", [])
+        # The results of a wait for async jobs have the job's start as their item: take the service from it.
+        copies = [
+            {**c, "item": c["item"].get("item")} if isinstance(c.get("item"), dict) else c
+            for c in results.get("results", [])
+        ]
         detail = {
             "module_seconds": {c["item"]: c.get("duration_s") for c in copies},
             "changed": {c["item"]: c.get("changed") for c in copies},
@@ -439,6 +472,12 @@ class Bench:
 
     def a_jobs1(self) -> Measurement:
         return self._module("a_jobs1", self.name("a_jobs1"), jobs=1)
+
+    def a_parallel(self) -> Measurement:
+        return self._module("a_parallel", self.name("a_parallel"), at_once=True)
+
+    def a_parallel_count(self) -> Measurement:
+        return self._module("a_parallel_count", self.name("a_parallel_count"), at_once=True, verify="count")
 
     # ---------------------------------------------------------- (b), (c) pg_dump
     def _rename_back(self, target: str, service: str) -> list[str]:
@@ -861,9 +900,13 @@ def summarize(report: dict) -> dict:
 
 TARGETS = (
     ("a_default / b_dump_psql", "a_default", "b_dump_psql", 1.0),
+    ("a_parallel / b_dump_psql", "a_parallel", "b_dump_psql", 1.0),
     ("a_count / b_dump_psql", "a_count", "b_dump_psql", 0.75),
+    ("a_parallel_count / b_dump_psql", "a_parallel_count", "b_dump_psql", 0.75),
     ("a_count / e_pgcopydb", "a_count", "e_pgcopydb", 0.65),
+    ("a_parallel_count / e_pgcopydb", "a_parallel_count", "e_pgcopydb", 0.65),
     ("a_count / f_server", "a_count", "f_server", 1.2),
+    ("a_parallel_count / f_server", "a_parallel_count", "f_server", 1.2),
     ("a_default / d_naive", "a_default", "d_naive", 1 / 6),
     ("a_rerun / a_default", "a_rerun", "a_default", 0.02),
 )

@@ -420,8 +420,15 @@ def test_freeze_source_refuses_writers_and_keeps_acknowledged_writes(pg, legacy)
     assert settings == [(0,)], "the freeze is lifted exactly: no database setting remains"
 
 
-@pytest.mark.parametrize("asynchronous", [False, True], ids=["task", "async"])
-def test_role_copies_the_services_then_reports_them_already_copied(pg, asynchronous):
+ROLE_MODES = {
+    "sequential": {},  # the default: one copy after the other
+    "sequential-async": {"db_to_schema_async": 600, "db_to_schema_poll": 1},
+    "parallel": {"db_to_schema_parallel": True},  # every copy an asynchronous job, all at once
+}
+
+
+@pytest.mark.parametrize("mode", ROLE_MODES)
+def test_role_copies_the_services_then_reports_them_already_copied(pg, mode):
     prefix = unique("rl") + "_"
     build_legacy(pg, scale=0.001, services=["va", "kms"], prefix=prefix)
     target = unique("lamassu")
@@ -433,13 +440,16 @@ def test_role_copies_the_services_then_reports_them_already_copied(pg, asynchron
             "db_to_schema_source_prefix": prefix,
             "db_to_schema_owner": "admin",
             "db_to_schema_freeze_source": True,
-            **({"db_to_schema_async": 600, "db_to_schema_poll": 1} if asynchronous else {}),
+            **ROLE_MODES[mode],
         },
     }
     first = run_tasks([role], pg)
     assert first.rc == 0, first.output
     assert "va: copied" in first.output and "kms: copied" in first.output, first.output
-    assert ("ASYNC OK on localhost" in first.output) is asynchronous, first.output
+    assert ("ASYNC OK on localhost" in first.output) is (mode == "sequential-async"), first.output
+    waited = "TASK [lamassuiot.postgres.db_to_schema : Wait for the copies running at once]"
+    section = first.output.split(waited, 1)[1].split("TASK [", 1)[0]
+    assert ("changed: [localhost] => (item=va)" in section) is (mode == "parallel"), section
     assert "copied,\\n" not in first.output, first.output
     for service in ("va", "kms"):  # the per-table summary
         for (table,) in query(pg, prefix + service, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"):

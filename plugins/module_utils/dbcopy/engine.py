@@ -51,6 +51,7 @@ from .stream import RowHashes, StreamError, copy_in, copy_out, ctid_range, page_
 STAGING_PREFIX = "lamassu_stage_"
 STAGING_MARKER = "lamassuiot.postgres db_to_schema staging schema; dropped by the next run"
 LOCK_NAMESPACE = "lamassuiot.postgres db_to_schema"
+EXTENSIONS_LOCK = "lamassuiot.postgres db_to_schema extensions"
 APPLICATION = "lamassuiot.postgres db_to_schema"
 PAUSE_AT_ENV = "LAMASSU_DBCOPY_PAUSE_AT"
 PAUSE_FILE_ENV = "LAMASSU_DBCOPY_PAUSE_FILE"
@@ -632,6 +633,8 @@ class Engine:
             session.execute(
                 sql.SQL("COMMENT ON SCHEMA {} IS {}").format(sql.Identifier(self.staging), sql.Literal(STAGING_MARKER))
             )
+            if needed:  # copies of other services into this database may create the same extensions now
+                session.fetch_all("SELECT pg_advisory_xact_lock(hashtext(%s))", (EXTENSIONS_LOCK,))
             for name, schema in needed:
                 session.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
                 session.execute(
