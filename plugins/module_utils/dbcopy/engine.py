@@ -249,7 +249,7 @@ class Engine:
         except psycopg2.Error as exc:
             self._log(f"failed during phase {self.phase}")
             raise OperationFailed(
-                f"The copy failed during phase {self.phase}: {str(exc).strip()}", self._partial()
+                f"{self._who()} failed during phase {self.phase}: {str(exc).strip()}", self._partial()
             ) from None
         except LamassuError as exc:
             self._log(f"failed during phase {self.phase}: {exc}")
@@ -320,6 +320,14 @@ class Engine:
 
     def _partial(self) -> dict:
         return {"queries": self.queries, "phase": self.phase}
+
+    def _who(self) -> str:
+        """Which copy, and as which login role: a privilege error names neither."""
+        req = self.request
+        return (
+            f"The copy of {req.source_database}.{req.source_schema} into {req.target_database}.{req.target} "
+            f"(login role {self.params.user!r})"
+        )
 
     def _log(self, message: str) -> None:
         req = self.request
@@ -714,7 +722,7 @@ class Engine:
         for worker in workers:
             worker.join()
         if failures:
-            raise OperationFailed("; ".join(failures), self._partial())
+            raise OperationFailed(f"{self._who()} failed: " + "; ".join(failures), self._partial())
         return [runs[t.name].outcome for t in catalog.tables]
 
     def _worker(self, number, work: _WorkQueue, catalog, snapshot, failures, stop) -> None:
