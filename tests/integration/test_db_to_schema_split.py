@@ -58,6 +58,8 @@ def _database(cluster, name: str, statements: str | None = None) -> str:
 
 @pytest.mark.parametrize("verify", ["checksum", "count"])
 def test_split_tables_are_copied_faithfully(pg, verify):
+    if pg.version < 14:
+        pytest.skip("tables are split by page ranges only on PostgreSQL 14+ (TID range scans); older copy them whole")
     suffix = uuid.uuid4().hex[:8]
     source = _database(pg, f"split_src_{suffix}", SOURCE_SQL)
     target = _database(pg, f"split_tgt_{suffix}")
