@@ -92,7 +92,7 @@ DESCRIPTIONS = {
     "a_count": "the module through Ansible, verify: count",
     "a_jobs1": "the module through Ansible, jobs: 1",
     "a_rerun": "the module through Ansible, again on the copied databases",
-    "a_parallel": "the module through Ansible, the six databases at once (the db_to_schema role's default), defaults",
+    "a_parallel": "the module through Ansible, the six databases at once (db_to_schema_parallel), defaults",
     "a_parallel_count": "the module through Ansible, the six databases at once, verify: count",
     "b_dump_psql": "pg_dump -n public | psql --single-transaction, rename trick",
     "c_dump_restore": "pg_dump -Fc -n public + pg_restore -j 2, rename trick",
