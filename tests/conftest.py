@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from tests.harness.collection import ensure_collection_path
@@ -16,6 +18,15 @@ def pg() -> Cluster:
     """A throwaway cluster (or the server of ``LAMASSU_TEST_DSN``), removed at the end even after failures."""
     with throwaway_cluster() as cluster:
         yield cluster
+
+
+@pytest.fixture
+def db(pg) -> str:
+    """An empty database of its own for one test, dropped afterwards."""
+    name = f"db_{uuid.uuid4().hex[:10]}"
+    pg.execute("postgres", f'CREATE DATABASE "{name}"')
+    yield name
+    pg.execute("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

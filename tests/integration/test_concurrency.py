@@ -13,8 +13,6 @@ import json
 import uuid
 from pathlib import Path
 
-import pytest
-
 from tests.integration.test_migrate_faults import (
     advisory_locks,
     kill_tree,
@@ -38,14 +36,6 @@ def finish(process_and_file) -> dict:
 
 def ok_or_in_progress(result: dict) -> bool:
     return not result.get("failed") or IN_PROGRESS in result.get("msg", "")
-
-
-@pytest.fixture
-def db(pg) -> str:
-    name = f"conc_{uuid.uuid4().hex[:10]}"
-    pg.execute("postgres", f'CREATE DATABASE "{name}"')
-    yield name
-    pg.execute("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def write_migrations(path: Path, table: str) -> Path:

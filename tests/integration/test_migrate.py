@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-import uuid
 from pathlib import Path
-
-import pytest
 
 from tests.harness.ansible import run_module, run_tasks
 
@@ -22,13 +19,6 @@ GOOSE_DDL = """CREATE TABLE {schema}.goose_db_version (
     is_applied boolean NOT NULL,
     tstamp timestamp NOT NULL DEFAULT now()
 )"""
-
-
-@pytest.fixture
-def db(pg) -> str:
-    name = f"mig_{uuid.uuid4().hex[:10]}"
-    pg.execute("postgres", f'CREATE DATABASE "{name}"')
-    return name
 
 
 def copy_service(tmp_path: Path, service: str) -> Path:

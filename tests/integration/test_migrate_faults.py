@@ -191,14 +191,6 @@ def assert_no_leftovers(pg, db: str) -> None:
     assert advisory_locks(pg, db) == []
 
 
-@pytest.fixture
-def db(pg) -> str:
-    name = f"fault_{uuid.uuid4().hex[:10]}"
-    pg.execute("postgres", f'CREATE DATABASE "{name}"')
-    yield name
-    pg.execute("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.mark.parametrize("applied_before_kill", [2])
 def test_sigkill_mid_run_then_rerun_applies_the_rest_once(pg, db, tmp_path, applied_before_kill):
     path = tmp_path / "migrations"

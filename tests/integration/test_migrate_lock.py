@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,6 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.session import
 from tests.harness.ansible import run_module
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "migrations"
-
-
-@pytest.fixture
-def db(pg) -> str:
-    name = f"lock_{uuid.uuid4().hex[:10]}"
-    pg.execute("postgres", f'CREATE DATABASE "{name}"')
-    return name
 
 
 def advisory_locks(pg, db: str) -> list[tuple]:
