@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import glob
 import importlib.util
 import json
@@ -200,6 +201,7 @@ def _pg_ctl(cluster: Cluster, *args: str) -> None:
     subprocess.run(_as_server_user(cmd), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+@functools.cache  # asked again for every client program a test looks up
 def _server_version(bin_dir: str) -> int:
     out = subprocess.run([os.path.join(bin_dir, "postgres"), "--version"], check=True, capture_output=True, text=True)
     return int(out.stdout.split()[-1].split(".")[0])

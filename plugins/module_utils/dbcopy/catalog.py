@@ -200,6 +200,26 @@ def _not_member(catalog: str, oid: str) -> str:
     return _NOT_EXTENSION_MEMBER.format(catalog=catalog, oid=oid)
 
 
+# Objects of a kind the copy does not reproduce, found by name in their catalog unless an extension owns them:
+# (kind, catalog, name column, namespace column).
+UNSUPPORTED_NAMED = (
+    ("operator", "pg_operator", "oprname", "oprnamespace"),
+    ("operator class", "pg_opclass", "opcname", "opcnamespace"),
+    ("operator family", "pg_opfamily", "opfname", "opfnamespace"),
+    ("collation", "pg_collation", "collname", "collnamespace"),
+    ("conversion", "pg_conversion", "conname", "connamespace"),
+    ("text search configuration", "pg_ts_config", "cfgname", "cfgnamespace"),
+    ("text search dictionary", "pg_ts_dict", "dictname", "dictnamespace"),
+)
+
+
+def _unsupported_named() -> str:
+    return "\n  UNION ALL\n".join(
+        f"  SELECT '{kind}', o.{name} FROM {catalog} o WHERE o.{namespace} = %(ns)s AND {_not_member(catalog, 'o.oid')}"
+        for kind, catalog, name, namespace in UNSUPPORTED_NAMED
+    )
+
+
 UNSUPPORTED_QUERY = f"""
 SELECT kind, name FROM (
   SELECT CASE c.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table'
@@ -235,26 +255,7 @@ SELECT kind, name FROM (
     AND NOT (t.typtype = 'b' AND t.typcategory = 'A' AND t.typelem <> 0)
     AND {_not_member("pg_type", "t.oid")}
   UNION ALL
-  SELECT 'operator', o.oprname FROM pg_operator o
-  WHERE o.oprnamespace = %(ns)s AND {_not_member("pg_operator", "o.oid")}
-  UNION ALL
-  SELECT 'operator class', o.opcname FROM pg_opclass o
-  WHERE o.opcnamespace = %(ns)s AND {_not_member("pg_opclass", "o.oid")}
-  UNION ALL
-  SELECT 'operator family', o.opfname FROM pg_opfamily o
-  WHERE o.opfnamespace = %(ns)s AND {_not_member("pg_opfamily", "o.oid")}
-  UNION ALL
-  SELECT 'collation', o.collname FROM pg_collation o
-  WHERE o.collnamespace = %(ns)s AND {_not_member("pg_collation", "o.oid")}
-  UNION ALL
-  SELECT 'conversion', o.conname FROM pg_conversion o
-  WHERE o.connamespace = %(ns)s AND {_not_member("pg_conversion", "o.oid")}
-  UNION ALL
-  SELECT 'text search configuration', o.cfgname FROM pg_ts_config o
-  WHERE o.cfgnamespace = %(ns)s AND {_not_member("pg_ts_config", "o.oid")}
-  UNION ALL
-  SELECT 'text search dictionary', o.dictname FROM pg_ts_dict o
-  WHERE o.dictnamespace = %(ns)s AND {_not_member("pg_ts_dict", "o.oid")}
+{_unsupported_named()}
   UNION ALL
   SELECT 'extended statistics', o.stxname FROM pg_statistic_ext o WHERE o.stxnamespace = %(ns)s
   UNION ALL

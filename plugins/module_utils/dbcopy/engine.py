@@ -321,19 +321,17 @@ class Engine:
     def _partial(self) -> dict:
         return {"queries": self.queries, "phase": self.phase}
 
+    @property
+    def _route(self) -> str:
+        req = self.request
+        return f"{req.source_database}.{req.source_schema} -> {req.target_database}.{req.target}"
+
     def _who(self) -> str:
         """Which copy, and as which login role: a privilege error names neither."""
-        req = self.request
-        return (
-            f"The copy of {req.source_database}.{req.source_schema} into {req.target_database}.{req.target} "
-            f"(login role {self.params.user!r})"
-        )
+        return f"The copy {self._route} (login role {self.params.user!r})"
 
     def _log(self, message: str) -> None:
-        req = self.request
-        self._log_to(
-            f"db_to_schema {req.source_database}.{req.source_schema} -> {req.target_database}.{req.target}: {message}"
-        )
+        self._log_to(f"db_to_schema {self._route}: {message}")
 
     # ---------------------------------------------------------------- state=present
     def _present(self, session: Session) -> dict:
