@@ -27,7 +27,10 @@ def recap_changed(output: str) -> int:
 
 
 def play(tmp_path: Path, pg, role_vars: dict, check: bool = False):
-    """The role as the upgrade playbook uses it: inventory-style variables at play level, role variables on the role."""
+    """The role as the upgrade playbook uses it: inventory-style variables at play level, role variables on the role.
+
+    Temporary files go to ``tmp_path/tmp`` (TMPDIR), away from the plays other test workers run at the same time.
+    """
     inventory = {k: v for k, v in role_vars.items() if k.startswith("lamassu_")}
     params = {k: v for k, v in role_vars.items() if not k.startswith("lamassu_")}
     playbook = tmp_path / f"play-{uuid.uuid4().hex[:6]}.yml"
@@ -45,7 +48,8 @@ def play(tmp_path: Path, pg, role_vars: dict, check: bool = False):
         )
     )
     args = ["-i", "localhost,", "-c", "local"] + (["--check"] if check else [])
-    return run_playbook(playbook, *args)
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    return run_playbook(playbook, *args, env={"TMPDIR": str(tmp_path / "tmp")})
 
 
 def versions(pg, db: str) -> dict[str, int]:
@@ -75,7 +79,7 @@ def test_role_migrates_every_service_and_is_idempotent(pg, tmp_path):
     assert second.returncode == 0, second.stdout + second.stderr
     assert recap_changed(second.stdout) == 0
 
-    assert not list(Path("/tmp").glob("lamassu-migrations-*")), "temporary copies left behind"
+    assert not list((tmp_path / "tmp").glob("lamassu-migrations-*")), "temporary copies left behind"
 
 
 def test_role_refuses_a_missing_directory(pg, tmp_path):
