@@ -90,7 +90,8 @@ options:
 attributes:
   check_mode:
     description: Returns the plan in RV(plan) (tables with estimated rows and sizes, objects to create, extensions
-      needed); writes nothing.
+      needed); writes nothing. When O(target_database) does not exist yet, the plan is made against C(template1),
+      which the database created by P(lamassuiot.postgres.postgres_lamassu_schema#module) will copy.
     support: full
   diff_mode:
     description: Not supported; RV(plan) in check mode shows what would be created.
@@ -190,6 +191,7 @@ plan:
     extensions: []
     replace_target: false
     target_exists: true
+    target_database_exists: true
     freeze_source: false
     drop_source: false
 recorded:

@@ -157,6 +157,28 @@ def test_edge_database_is_copied_faithfully(pg, extension_schema):
     assert all("public." not in d for (d,) in defaults)
 
 
+def test_check_mode_plans_against_a_target_database_not_created_yet(pg):
+    """``upgrade.yml --check`` on a fresh host: the schema module would create the database, the copy shows its plan."""
+    prefix = unique("cm") + "_"
+    summary = build_legacy(pg, scale=0.001, services=["va"], prefix=prefix)
+    target = unique("lamassu")
+    args = {"source_database": prefix + "va", "target_database": target, "target_schema": "va"}
+    cluster_before = query(pg, "postgres", "SELECT datname FROM pg_database ORDER BY 1")
+    template_before = catalog_snapshot(pg.connect("template1"))
+
+    planned = run_module(MODULE, args, pg, check=True).result
+    assert planned["changed"] is True and not planned.get("failed"), planned.get("msg")
+    assert planned["plan"]["target_database_exists"] is False and planned["plan"]["target_exists"] is False
+    assert {t["name"] for t in planned["plan"]["tables"]} == set(summary[prefix + "va"]["tables"])
+    assert query(pg, "postgres", "SELECT datname FROM pg_database ORDER BY 1") == cluster_before
+    assert not diff_descriptions(template_before, catalog_snapshot(pg.connect("template1")), ("before", "after"))
+
+    # Only the plan: a real run, and state=absent even in check mode, still name the missing database.
+    for mode in ({"check": False, "extra": {}}, {"check": True, "extra": {"state": "absent"}}):
+        refused = run_module(MODULE, {**args, **mode["extra"]}, pg, check=mode["check"]).result
+        assert refused.get("failed") and f"target database {target!r} does not exist" in refused["msg"], refused
+
+
 def test_verify_count_and_none(pg):
     source = unique("edgev")
     build_edge_database(pg, source)

@@ -119,6 +119,7 @@ def test_fleet_rollout_stops_at_the_first_failed_host_then_completes_idempotentl
 
         dry = playbook("upgrade.yml", inventory, "--check")
         assert dry.returncode == 0, output(dry)
+        assert dry.stdout.count("ca: would copy") == 3, output(dry)  # planned before the database exists
         for cluster in clusters.values():
             assert "lamassu" not in databases(cluster)
             assert accepts_writes(cluster, "ca")

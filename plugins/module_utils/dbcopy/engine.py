@@ -59,6 +59,7 @@ PAUSE_SECONDS = 300
 SOURCE_LOCK_TIMEOUT = "60s"
 LOCK_RETRY_SECONDS = 5
 MESSAGE_OBJECTS = 20
+NEW_DATABASE_TEMPLATE = "template1"  # what CREATE DATABASE copies when no TEMPLATE is named
 # Tables whose heap reaches SPLIT_MIN_BYTES are copied in pieces of page ranges by several workers at once
 # (TID range scans, PostgreSQL 14+), SPLIT_PIECES_PER_JOB pieces per worker at most, pieces of at least
 # SPLIT_PIECE_BYTES.
@@ -234,6 +235,7 @@ class Engine:
         self._pause_lock = threading.Lock()
         self.frozen = False
         self.source_dropped = False
+        self.target_database_exists = True
 
     # ---------------------------------------------------------------- entry point
     def run(self) -> dict:
@@ -265,12 +267,22 @@ class Engine:
         try:
             return connect(self.params, self.request.target_database)
         except ConnectionFailed as exc:
-            if "does not exist" in str(exc):
-                raise InvalidInput(
-                    f"The target database {self.request.target_database!r} does not exist; "
-                    "create it first with lamassuiot.postgres.postgres_lamassu_schema"
-                ) from None
-            raise
+            if "does not exist" not in str(exc):
+                raise
+            missing = InvalidInput(
+                f"The target database {self.request.target_database!r} does not exist; "
+                "create it first with lamassuiot.postgres.postgres_lamassu_schema"
+            )
+        if not self.check_mode or self.request.state != "present":
+            raise missing
+        # Check mode plans against template1, which the schema module's CREATE DATABASE copies: the same
+        # extensions and schemas, and no journal.
+        try:
+            conn = connect(self.params, NEW_DATABASE_TEMPLATE)
+        except ConnectionFailed:
+            raise missing from None
+        self.target_database_exists = False
+        return conn
 
     def _lock(self, session: Session) -> None:
         """Take the target's advisory lock, or fail naming the server process that holds it.
@@ -414,6 +426,7 @@ class Engine:
             "extensions": [name for name, _schema in needed],
             "replace_target": replace,
             "target_exists": target.exists,
+            "target_database_exists": self.target_database_exists,
             "freeze_source": self.request.freeze_source,
             "drop_source": self.request.drop_source,
         }
