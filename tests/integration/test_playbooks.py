@@ -215,7 +215,15 @@ def test_rollback_restores_the_legacy_layout_and_cleanup_needs_confirmation(tmp_
         assert hook_log.read_text() == "stop\nstart\n" * 2
         assert "| phase legacy | 1 |" in latest_report(reports, "rollback")
 
-        assert playbook("upgrade.yml", inventory).returncode == 0
+        # Migration files that the copied history already holds: nothing to apply, and the schemas are migrated.
+        head = tmp_path / "head"
+        for service in SERVICES:
+            (head / service).mkdir(parents=True)
+            (head / service / f"{max(GOOSE_HISTORY[service])}_head.sql").write_text("-- +goose Up\nSELECT 1;\n")
+        upgraded = playbook("upgrade.yml", inventory, "-e", f"lamassu_migrations_dir={head}")
+        assert upgraded.returncode == 0, output(upgraded)
+        line = next(row for row in latest_report(reports, "upgrade").splitlines() if row.startswith("| ca |"))
+        assert f"| legacy | migrated | {max(GOOSE_HISTORY['ca'])} | {max(GOOSE_HISTORY['ca'])} |" in line
         refused = playbook("cleanup.yml", inventory)
         assert refused.returncode != 0
         assert "set legacy_cleanup_confirm=true" in refused.stdout
