@@ -46,6 +46,9 @@ options:
       - V(present) copies.
       - V(absent) drops O(target_schema) when the journal records it as a copy of this source made by this module
         (anything else is refused), drops leftovers of an interrupted run, and lifts the freeze of the source.
+      - V(absent) refuses, changing nothing, when the source database was dropped (the schema holds the only copy),
+        and, unless O(discard_changes), when the schema changed since the copy (tables added or gone, row counts,
+        and row checksums when the copy was made with O(verify=checksum)), naming the changes.
     type: str
     default: present
     choices: [present, absent]
@@ -85,6 +88,13 @@ options:
     description:
       - After a verified copy (O(verify) not V(none)), drop O(source_database). Refused while other sessions are
         connected to it, naming them; nothing to do once it is gone.
+    type: bool
+    default: false
+  discard_changes:
+    description:
+      - With O(state=absent), remove the recorded copy even when it changed since the copy (rows written or
+        migrations applied to it); those changes are lost, since the source database holds the data of the time
+        of the copy. Only with O(state=absent).
     type: bool
     default: false
 attributes:
@@ -227,6 +237,7 @@ def argument_spec() -> dict:
         "freeze_source": {"type": "bool", "default": False},
         "if_target_exists": {"type": "str", "default": "fail", "choices": ["fail", "replace"]},
         "drop_source": {"type": "bool", "default": False},
+        "discard_changes": {"type": "bool", "default": False},
     }
 
 
@@ -243,6 +254,7 @@ def work(ctx: ModuleContext) -> dict:
         freeze_source=params["freeze_source"],
         if_target_exists=params["if_target_exists"],
         drop_source=params["drop_source"],
+        discard_changes=params["discard_changes"],
     )
     return run_copy(ctx.connection, request, ctx.check_mode, log=ctx.log)
 

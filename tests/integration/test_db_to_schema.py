@@ -317,6 +317,56 @@ def test_state_absent_removes_only_recorded_copies(pg, legacy):
     assert recopied["changed"] is True and not recopied.get("failed")
 
 
+@pytest.mark.parametrize("verify_mode", ["checksum", "count"])
+def test_state_absent_refuses_a_copy_that_changed_unless_told_to_discard(pg, legacy, verify_mode):
+    prefix, _summary, target = legacy
+    args = {"source_database": prefix + "dmsmanager", "target_database": target, "target_schema": "dmsmanager"}
+    copied = run_module(MODULE, {**args, "verify": verify_mode, "freeze_source": True}, pg).result
+    assert copied["changed"] is True and not copied.get("failed"), copied.get("msg")
+    absent = {**args, "state": "absent"}
+
+    def refused_with(*expected: str) -> None:
+        before = catalog_snapshot(pg.connect(target))
+        for check in (True, False):
+            result = run_module(MODULE, absent, pg, check=check).result
+            assert result.get("failed") and "Nothing was changed" in result["msg"], result
+            assert all(text in result["msg"] for text in expected), result["msg"]
+        assert not diff_descriptions(before, catalog_snapshot(pg.connect(target)), ("before", "after"))
+        assert query(pg, prefix + "dmsmanager", "SHOW default_transaction_read_only") == [("on",)]
+
+    # An update keeps the row count: only the checksum of a verify=checksum copy sees it.
+    query(
+        pg,
+        target,
+        "UPDATE dmsmanager.dms SET name = name || ' (edited)' WHERE id = (SELECT min(id) FROM dmsmanager.dms)",
+    )
+    if verify_mode == "checksum":
+        refused_with("table dms: rows changed since the copy", "discard_changes=true")
+    query(pg, target, "INSERT INTO dmsmanager.dms (id, name) VALUES ('issued-after-cutover', 'new')")
+    query(pg, target, "CREATE TABLE dmsmanager.added_later (id int)")
+    rows = query(pg, prefix + "dmsmanager", "SELECT count(*) FROM public.dms")[0][0]
+    refused_with(f"table dms: {rows} rows at the copy, {rows + 1} now", "table added_later was added")
+
+    removed = run_module(MODULE, {**absent, "discard_changes": True}, pg).result
+    assert removed["changed"] is True and not removed.get("failed"), removed.get("msg")
+    assert "dmsmanager" not in schemas(pg, target)
+    assert query(pg, prefix + "dmsmanager", "SHOW default_transaction_read_only") == [("off",)]
+
+    wrong = run_module(MODULE, {**args, "discard_changes": True}, pg).result
+    assert wrong.get("failed") and "discard_changes only applies to state=absent" in wrong["msg"]
+
+
+def test_state_absent_refuses_the_only_copy_of_a_dropped_source(pg, legacy):
+    prefix, _summary, target = legacy
+    args = {"source_database": prefix + "kms", "target_database": target, "target_schema": "kms"}
+    dropped = run_module(MODULE, {**args, "drop_source": True}, pg).result
+    assert dropped["changed"] is True and dropped["source"]["dropped"] is True, dropped.get("msg")
+    for extra in ({}, {"discard_changes": True}):
+        refused = run_module(MODULE, {**args, "state": "absent", **extra}, pg).result
+        assert refused.get("failed") and "holds the only copy of its data" in refused["msg"], refused
+    assert "kms" in schemas(pg, target)
+
+
 def test_drop_source_refuses_with_other_sessions_then_drops(pg, legacy):
     prefix, _summary, target = legacy
     source = prefix + "va"

@@ -204,7 +204,16 @@ def test_rollback_restores_the_legacy_layout_and_cleanup_needs_confirmation(tmp_
         assert not accepts_writes(cluster, "ca")
         assert hook_log.read_text() == "stop\nstart\n"
 
-        rolled_back = playbook("rollback.yml", inventory)
+        # A migration applied to a copy since: refused on that host before anything changes, then discarded on demand.
+        cluster.execute(
+            "lamassu", "INSERT INTO va.goose_db_version (version_id, is_applied) VALUES (20990101000000, true)"
+        )
+        refused = playbook("rollback.yml", inventory)
+        assert refused.returncode != 0 and "table goose_db_version:" in refused.stdout, output(refused)
+        assert copied_schemas(cluster) == sorted(SERVICES) and not accepts_writes(cluster, "ca")
+        assert hook_log.read_text() == "stop\nstart\n" and 'schema: "ca"' in config.read_text()
+
+        rolled_back = playbook("rollback.yml", inventory, "-e", "lamassu_rollback_discard_changes=true")
         assert rolled_back.returncode == 0, output(rolled_back)
         assert copied_schemas(cluster) == []
         schemas = {n for (n,) in query(cluster, "lamassu", "SELECT nspname FROM pg_namespace")}

@@ -171,6 +171,7 @@ class CopyRequest:
     freeze_source: bool = False
     if_target_exists: str = "fail"
     drop_source: bool = False
+    discard_changes: bool = False
 
     @property
     def target(self) -> str:
@@ -194,6 +195,8 @@ class CopyRequest:
             raise InvalidInput(f"verify must be one of {', '.join(verify.VERIFY_MODES)}")
         if self.drop_source and self.verify == "none":
             raise InvalidInput("drop_source needs a verified copy: use verify=count or verify=checksum")
+        if self.discard_changes and self.state != "absent":
+            raise InvalidInput("discard_changes only applies to state=absent")
 
 
 @dataclass
@@ -443,7 +446,11 @@ class Engine:
         return bool(session.fetch_value("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)))
 
     def _open_source(self, role: str):
-        conn = connect(self.params, self.request.source_database, autocommit=False)
+        return self._open_reader(self.request.source_database, role)
+
+    def _open_reader(self, database: str, role: str):
+        """A read-only, repeatable-read connection with the copy's session settings."""
+        conn = connect(self.params, database, autocommit=False)
         prepare_session(conn, f"{APPLICATION} {self.request.source_database}->{self.request.target} {role}")
         conn.set_session(isolation_level=extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
         return conn
@@ -952,6 +959,7 @@ class Engine:
         if not self._database_exists(session, req.source_database):
             self.source_dropped = True
             return
+        self._wait_own_sessions_gone(session, req.source_database)
         others = freeze.other_sessions(session, req.source_database)
         if others:
             raise OperationFailed(
@@ -966,6 +974,16 @@ class Engine:
             journal.mark_source_dropped(req.source_database)
             journal.forget_freeze(req.source_database)
 
+    def _wait_own_sessions_gone(self, session: Session, database: str) -> None:
+        """This run's closed connections stay listed until their server processes exit: wait for that a moment."""
+        prefix = f"{APPLICATION} {self.request.source_database}->{self.request.target} "[:63]  # as prepare_session
+        deadline = time.monotonic() + LOCK_RETRY_SECONDS
+        while time.monotonic() < deadline and session.fetch_value(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND starts_with(application_name, %s)",
+            (database, prefix),
+        ):
+            time.sleep(0.05)
+
     # ---------------------------------------------------------------- state=absent
     def _absent(self, session: Session) -> dict:
         req = self.request
@@ -974,6 +992,7 @@ class Engine:
         target = self._target_state(session, req.target)
         changed = False
         if record:
+            self._refuse_losing_data(session, record)
             changed = True
             if not self.check_mode:
                 with session.conn:
@@ -997,6 +1016,51 @@ class Engine:
                 freeze.thaw(session, journal, req.source_database)
         self.frozen = False
         return self._base_result(changed, record.goose_version if record else None)
+
+    def _refuse_losing_data(self, session: Session, record: CopyRecord) -> None:
+        """state=absent removes a copy only while the source still holds its data and nothing changed since."""
+        req = self.request
+        where = f"Refusing to remove schema {req.target!r} of database {req.target_database!r}"
+        if record.source_dropped_at or not self._database_exists(session, req.source_database):
+            raise InvalidInput(
+                f"{where}: the source database {req.source_database!r} was dropped after the copy, so this schema "
+                "holds the only copy of its data. Nothing was changed."
+            )
+        if req.discard_changes:
+            return
+        self.phase = "compare"
+        changes = self._changes_since_copy(record)
+        if changes:
+            shown = "; ".join(changes[:MESSAGE_OBJECTS])
+            more = f"; and {len(changes) - MESSAGE_OBJECTS} more" if len(changes) > MESSAGE_OBJECTS else ""
+            raise InvalidInput(
+                f"{where}: it changed since the copy of {req.source_database}.{req.source_schema} recorded at "
+                f"{record.finished_at} ({shown}{more}). Those changes are not in the source database and would be "
+                "lost; set discard_changes=true to remove the schema anyway. Nothing was changed."
+            )
+
+    def _changes_since_copy(self, record: CopyRecord) -> list[str]:
+        """Measure the target schema as the copy's verification did: row counts, and checksums where recorded."""
+        req = self.request
+        conn = self._open_reader(req.target_database, "compare")
+        try:
+            catalog = read_catalog(Session(conn, []), req.target_database, req.target)
+            checksums = record.verify == "checksum"
+            hashed = self._hashable(conn, catalog) if checksums else set()
+            current = {}
+            with conn.cursor() as cur:
+                for table in catalog.tables:
+                    if checksums:
+                        rows, total = verify.measure(
+                            cur, verify.checksum_query(req.target, table, table.name in hashed)
+                        )
+                        current[table.name] = verify.Sums(rows, total).check()
+                    else:
+                        cur.execute(verify.count_query(req.target, table.name))
+                        current[table.name] = verify.TableCheck(cur.fetchone()[0])
+            return verify.changes_since_copy(record.tables, current)
+        finally:
+            conn.close()
 
 
 def run_copy(params: ConnectionParams, request: CopyRequest, check_mode: bool = False, log=None) -> dict:

@@ -115,3 +115,18 @@ def mismatch(table: str, source: TableCheck | None, target: TableCheck | None) -
     if source.checksum != target.checksum:
         return f"table {table}: same number of rows ({source.rows}) but different content checksums"
     return None
+
+
+def changes_since_copy(recorded: list[dict], current: dict[str, TableCheck]) -> list[str]:
+    """How a schema differs from the copy the journal recorded (``tables`` of the journal row): tables added or
+    gone, row counts, and checksums where the copy recorded one."""
+    then = {table["name"]: table for table in recorded}
+    changes = [f"table {name} was added" for name in sorted(current.keys() - then.keys())]
+    changes += [f"table {name} is gone" for name in sorted(then.keys() - current.keys())]
+    for name in sorted(current.keys() & then.keys()):
+        rows, now = then[name].get("rows"), current[name]
+        if rows != now.rows:
+            changes.append(f"table {name}: {rows} rows at the copy, {now.rows} now")
+        elif now.checksum is not None and now.checksum != then[name].get("checksum"):
+            changes.append(f"table {name}: rows changed since the copy (same number, different checksum)")
+    return changes

@@ -23,7 +23,11 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.engine 
     CopyRequest,
     staging_name,
 )
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.verify import TableCheck, mismatch
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.verify import (
+    TableCheck,
+    changes_since_copy,
+    mismatch,
+)
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import InvalidInput
 
 
@@ -111,6 +115,24 @@ def test_mismatch(source, target, verdict):
         assert result is None
     else:
         assert verdict in result and "table t" in result
+
+
+RECORDED = [{"name": "a", "rows": 2, "checksum": "2:7"}, {"name": "b", "rows": 1, "checksum": None}]
+
+
+@pytest.mark.parametrize(
+    ("current", "changes"),
+    [
+        ({"a": TableCheck(2, "2:7"), "b": TableCheck(1)}, []),
+        ({"a": TableCheck(2), "b": TableCheck(1)}, []),  # a count-only measure compares counts
+        ({"a": TableCheck(2, "2:8"), "b": TableCheck(1)}, ["table a: rows changed since the copy"]),
+        ({"a": TableCheck(3, "3:9"), "b": TableCheck(0)}, ["table a: 2 rows at the copy, 3 now", "table b: 1 rows"]),
+        ({"a": TableCheck(2, "2:7"), "c": TableCheck(0)}, ["table c was added", "table b is gone"]),
+    ],
+)
+def test_changes_since_copy(current, changes):
+    found = changes_since_copy(RECORDED, current)
+    assert len(found) == len(changes) and all(text in line for text, line in zip(changes, found, strict=True))
 
 
 @pytest.mark.parametrize(
