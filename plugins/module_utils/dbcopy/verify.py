@@ -124,9 +124,9 @@ def changes_since_copy(recorded: list[dict], current: dict[str, TableCheck]) -> 
     changes = [f"table {name} was added" for name in sorted(current.keys() - then.keys())]
     changes += [f"table {name} is gone" for name in sorted(then.keys() - current.keys())]
     for name in sorted(current.keys() & then.keys()):
-        rows, now = then[name].get("rows"), current[name]
+        rows, checksum, now = then[name].get("rows"), then[name].get("checksum"), current[name]
         if rows != now.rows:
             changes.append(f"table {name}: {rows} rows at the copy, {now.rows} now")
-        elif now.checksum is not None and now.checksum != then[name].get("checksum"):
+        elif None not in (checksum, now.checksum) and now.checksum != checksum:
             changes.append(f"table {name}: rows changed since the copy (same number, different checksum)")
     return changes

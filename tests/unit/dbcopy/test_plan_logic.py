@@ -125,6 +125,7 @@ RECORDED = [{"name": "a", "rows": 2, "checksum": "2:7"}, {"name": "b", "rows": 1
     [
         ({"a": TableCheck(2, "2:7"), "b": TableCheck(1)}, []),
         ({"a": TableCheck(2), "b": TableCheck(1)}, []),  # a count-only measure compares counts
+        ({"a": TableCheck(2, "2:7"), "b": TableCheck(1, "1:5")}, []),  # b's copy recorded no checksum
         ({"a": TableCheck(2, "2:8"), "b": TableCheck(1)}, ["table a: rows changed since the copy"]),
         ({"a": TableCheck(3, "3:9"), "b": TableCheck(0)}, ["table a: 2 rows at the copy, 3 now", "table b: 1 rows"]),
         ({"a": TableCheck(2, "2:7"), "c": TableCheck(0)}, ["table c was added", "table b is gone"]),
