@@ -345,6 +345,11 @@ class Engine:
         """Which copy, and as which login role: a privilege error names neither."""
         return f"The copy {self._route} (login role {self.params.user!r})"
 
+    @property
+    def _application(self) -> str:
+        """The start of the ``application_name`` of every session of this run; each adds its role."""
+        return f"{APPLICATION} {self.request.source_database}->{self.request.target}"
+
     def _log(self, message: str) -> None:
         self._log_to(f"db_to_schema {self._route}: {message}")
 
@@ -451,7 +456,7 @@ class Engine:
     def _open_reader(self, database: str, role: str):
         """A read-only, repeatable-read connection with the copy's session settings."""
         conn = connect(self.params, database, autocommit=False)
-        prepare_session(conn, f"{APPLICATION} {self.request.source_database}->{self.request.target} {role}")
+        prepare_session(conn, f"{self._application} {role}")
         conn.set_session(isolation_level=extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
         return conn
 
@@ -752,7 +757,7 @@ class Engine:
             with source.cursor() as cur:
                 cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
             target = connect(self.params, req.target_database, autocommit=False)
-            prepare_session(target, f"{APPLICATION} {req.source_database}->{req.target} worker {number}")
+            prepare_session(target, f"{self._application} worker {number}")
             with target.cursor() as cur:
                 cur.execute(self.search_path)
                 cur.execute("SET synchronous_commit TO off")
@@ -976,7 +981,7 @@ class Engine:
 
     def _wait_own_sessions_gone(self, session: Session, database: str) -> None:
         """This run's closed connections stay listed until their server processes exit: wait for that a moment."""
-        prefix = f"{APPLICATION} {self.request.source_database}->{self.request.target} "[:63]  # as prepare_session
+        prefix = f"{self._application} "[:63]  # as prepare_session cuts it
         deadline = time.monotonic() + LOCK_RETRY_SECONDS
         while time.monotonic() < deadline and session.fetch_value(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND starts_with(application_name, %s)",
