@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,28 @@ def run_playbook(
     """``ansible-playbook`` from this venv with the checkout on the collection path."""
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(playbook), *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(env), cwd=cwd, check=False)
+
+
+def run_local_play(
+    directory: Path, cluster: Cluster, play: dict, *args: str, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """One play (its ``vars``, ``tasks`` or ``roles``) on localhost, the cluster's connection set through
+    ``module_defaults`` of the action group; the playbook is written to ``directory``."""
+    playbook = directory / f"play-{uuid.uuid4().hex[:6]}.yml"
+    defaults = {
+        "hosts": "localhost",
+        "gather_facts": False,
+        "module_defaults": {ACTION_GROUP: cluster.module_defaults()},
+    }
+    playbook.write_text(json.dumps([{**defaults, **play}]))
+    return run_playbook(playbook, "-i", "localhost,", "-c", "local", *args, env=env)
+
+
+def recap_changed(output: str) -> int:
+    """The ``changed`` count of localhost in the play recap of a run without failures."""
+    match = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", output)
+    assert match, output
+    return int(match.group(1))
 
 
 def run_tasks(

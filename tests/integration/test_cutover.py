@@ -3,45 +3,24 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
-from tests.harness.ansible import ACTION_GROUP, run_playbook
+from tests.harness.ansible import recap_changed, run_local_play
 
 ORIGINAL = "storage:\n  hand_written: true\n"
-RECAP = re.compile(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0")
 
 
 def play(tmp_path: Path, pg, config: Path, tasks_from: str) -> int:
     """One run of the role's ``tasks_from`` file; returns the recap's changed count."""
-    playbook = tmp_path / f"{tasks_from}.yml"
-    playbook.write_text(
-        json.dumps(
-            [
-                {
-                    "hosts": "localhost",
-                    "gather_facts": False,
-                    "vars": {"lamassu_pg_host": pg.host, "lamassu_pg_port": pg.port, "lamassu_services": ["ca"]},
-                    "module_defaults": {ACTION_GROUP: pg.module_defaults()},
-                    "tasks": [
-                        {
-                            "name": "Cutover",
-                            "ansible.builtin.include_role": {
-                                "name": "lamassuiot.postgres.cutover",
-                                "tasks_from": tasks_from,
-                            },
-                            "vars": {"cutover_config_path": str(config)},
-                        }
-                    ],
-                }
-            ]
-        )
-    )
-    run = run_playbook(playbook, "-i", "localhost,", "-c", "local")
+    task = {
+        "name": "Cutover",
+        "ansible.builtin.include_role": {"name": "lamassuiot.postgres.cutover", "tasks_from": tasks_from},
+        "vars": {"cutover_config_path": str(config)},
+    }
+    facts = {"lamassu_pg_host": pg.host, "lamassu_pg_port": pg.port, "lamassu_services": ["ca"]}
+    run = run_local_play(tmp_path, pg, {"vars": facts, "tasks": [task]})
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
-    match = RECAP.search(run.stdout)
-    assert match, run.stdout
-    return int(match.group(1))
+    return recap_changed(run.stdout)
 
 
 def test_a_run_stopped_before_its_note_keeps_the_original_and_rollback_restores_it(pg, tmp_path):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import re
 import uuid
 from pathlib import Path
 
-from tests.harness.ansible import ACTION_GROUP, run_playbook
+from tests.harness.ansible import recap_changed, run_local_play
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "migrations"
 NEWEST = {
@@ -20,12 +18,6 @@ NEWEST = {
 }
 
 
-def recap_changed(output: str) -> int:
-    match = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", output)
-    assert match, output
-    return int(match.group(1))
-
-
 def play(tmp_path: Path, pg, role_vars: dict, check: bool = False):
     """The role as the upgrade playbook uses it: inventory-style variables at play level, role variables on the role.
 
@@ -33,23 +25,14 @@ def play(tmp_path: Path, pg, role_vars: dict, check: bool = False):
     """
     inventory = {k: v for k, v in role_vars.items() if k.startswith("lamassu_")}
     params = {k: v for k, v in role_vars.items() if not k.startswith("lamassu_")}
-    playbook = tmp_path / f"play-{uuid.uuid4().hex[:6]}.yml"
-    playbook.write_text(
-        json.dumps(
-            [
-                {
-                    "hosts": "localhost",
-                    "gather_facts": False,
-                    "vars": inventory,
-                    "module_defaults": {ACTION_GROUP: pg.module_defaults()},
-                    "roles": [{"role": "lamassuiot.postgres.schema_migrate", **params}],
-                }
-            ]
-        )
-    )
-    args = ["-i", "localhost,", "-c", "local"] + (["--check"] if check else [])
     (tmp_path / "tmp").mkdir(exist_ok=True)
-    return run_playbook(playbook, *args, env={"TMPDIR": str(tmp_path / "tmp")})
+    return run_local_play(
+        tmp_path,
+        pg,
+        {"vars": inventory, "roles": [{"role": "lamassuiot.postgres.schema_migrate", **params}]},
+        *(["--check"] if check else []),
+        env={"TMPDIR": str(tmp_path / "tmp")},
+    )
 
 
 def versions(pg, db: str) -> dict[str, int]:
