@@ -91,7 +91,7 @@ def test_legacy_copy_all_six_faithful_then_unchanged(pg, legacy):
     assert (
         "table certificates" in plan["objects"] and "foreign key fk_serial_number on ca_certificates" in plan["objects"]
     )
-    assert plan["staging_schema"] == staging_name("ca")
+    assert plan["staging_schema"] == staging_name("ca") and plan["target_database_exists"] is True
     assert not diff_descriptions(before, catalog_snapshot(pg.connect(target)), ("before", "after check mode"))
 
     run = run_tasks(tasks, pg)

@@ -238,7 +238,6 @@ class Engine:
         self._pause_lock = threading.Lock()
         self.frozen = False
         self.source_dropped = False
-        self.target_database_exists = True
 
     # ---------------------------------------------------------------- entry point
     def run(self) -> dict:
@@ -284,7 +283,6 @@ class Engine:
             conn = connect(self.params, NEW_DATABASE_TEMPLATE)
         except ConnectionFailed:
             raise missing from None
-        self.target_database_exists = False
         return conn
 
     def _lock(self, session: Session) -> None:
@@ -371,7 +369,7 @@ class Engine:
         replace = self._check_target(target)
         needed = self._extensions_needed(session, catalog)
         if self.check_mode:
-            return self._plan_result(catalog, target, replace, needed)
+            return self._plan_result(session, catalog, target, replace, needed)
         journal.ensure()
         self._drop_leftovers(session)
         if req.freeze_source:
@@ -421,7 +419,9 @@ class Engine:
         result["recorded"] = {"finished_at": record.finished_at, "verify": record.verify, "id": record.id}
         return result
 
-    def _plan_result(self, catalog: SourceCatalog, target: TargetState, replace: bool, needed) -> dict:
+    def _plan_result(
+        self, session: Session, catalog: SourceCatalog, target: TargetState, replace: bool, needed
+    ) -> dict:
         tables = [
             {"name": t.name, "rows": t.estimated_rows, "bytes": t.bytes, "seconds": 0.0, "verified": False}
             for t in catalog.tables
@@ -434,7 +434,7 @@ class Engine:
             "extensions": [name for name, _schema in needed],
             "replace_target": replace,
             "target_exists": target.exists,
-            "target_database_exists": self.target_database_exists,
+            "target_database_exists": session.conn.info.dbname == self.request.target_database,  # else template1
             "freeze_source": self.request.freeze_source,
             "drop_source": self.request.drop_source,
         }
