@@ -9,11 +9,16 @@ from .errors import OperationFailed
 
 
 class Session:
-    """Reads are not logged; every change goes through ``execute`` and lands in ``queries``."""
+    """Reads are not logged; every change goes through ``execute`` and lands in ``queries``.
 
-    def __init__(self, conn, queries: list[str]):
+    A ``dry_run`` session (check mode) still reads, but ``execute`` only renders and records the statement:
+    the code that makes a change is the code that lists it, as alembic's offline mode does.
+    """
+
+    def __init__(self, conn, queries: list[str], dry_run: bool = False):
         self.conn = conn
         self.queries = queries
+        self.dry_run = dry_run
 
     def render(self, query, params=None) -> str:
         with self.conn.cursor() as cur:
@@ -34,6 +39,9 @@ class Session:
 
     def execute(self, query, params=None, what: str = "") -> None:
         text = self.render(query, params)
+        if self.dry_run:
+            self.queries.append(text)
+            return
         try:
             with self.conn.cursor() as cur:
                 cur.execute(query, params)

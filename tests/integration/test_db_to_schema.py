@@ -53,6 +53,12 @@ def assert_faithful(cluster, source_db: str, target_db: str, target_schema: str,
         assert source_sums == target_sums, "\n".join(diff_descriptions(source_sums, target_sums, ("source", "copy")))
 
 
+def planned_statements(queries: list[str]) -> list[str]:
+    """Statements in a comparable form: sorted, the journal rows (times, OIDs, checksums) cut to their table."""
+    journal = f'INTO "{JOURNAL_SCHEMA}".'
+    return sorted(q.split(" (", 1)[0] if journal in q else q for q in queries)
+
+
 def schemas(cluster, database: str) -> set[str]:
     return {name for (name,) in query(cluster, database, "SELECT nspname FROM pg_namespace")}
 
@@ -106,6 +112,10 @@ def test_legacy_copy_all_six_faithful_then_unchanged(pg, legacy):
         assert result["dsn"]["libpq"].endswith(f"dbname={target} options='-c search_path={service}'")
         assert "password" not in str(result)
         assert_faithful(pg, prefix + service, target, service)
+    # Check mode listed the statements the real run executed: the same ones, whatever order the workers took.
+    assert planned_statements(planned["queries"]) == planned_statements(run.results[0]["queries"])
+    assert planned["queries"][0] == f'CREATE SCHEMA IF NOT EXISTS "{JOURNAL_SCHEMA}"'
+    assert f'ALTER SCHEMA "{staging_name("ca")}" RENAME TO "ca"' in planned["queries"]
 
     # The goose history came along, identity sequence included: a new row continues the numbering.
     ca = prefix + "ca"
@@ -305,7 +315,9 @@ def test_state_absent_removes_only_recorded_copies(pg, legacy):
     )
     copied, checked, removed, again = run.results
     assert copied["changed"] is True, copied.get("msg")
-    assert checked["changed"] is True and checked["queries"] == []
+    assert checked["changed"] is True
+    assert checked["queries"][0] == 'DROP SCHEMA "dmsmanager" CASCADE'
+    assert planned_statements(checked["queries"]) == planned_statements(removed["queries"])
     # The real run still found the recorded schema: check mode removed nothing.
     assert removed["changed"] is True and not removed.get("failed"), removed.get("msg")
     assert any("DROP SCHEMA" in q for q in removed["queries"])

@@ -243,7 +243,8 @@ class Engine:
     def run(self) -> dict:
         self.request.validate()
         conn = self._connect_target()
-        session = Session(conn, self.queries)
+        # Check mode runs the same code on a dry-run session: ``queries`` lists what the real run would execute.
+        session = Session(conn, self.queries, dry_run=self.check_mode)
         try:
             if not self.check_mode:
                 self._lock(session)
@@ -369,7 +370,9 @@ class Engine:
         replace = self._check_target(target)
         needed = self._extensions_needed(session, catalog)
         if self.check_mode:
-            return self._plan_result(session, catalog, target, replace, needed)
+            result = self._plan_result(session, catalog, target, replace, needed)
+            self._rehearse(session, journal, catalog, needed)
+            return result
         journal.ensure()
         self._drop_leftovers(session)
         if req.freeze_source:
@@ -397,8 +400,7 @@ class Engine:
             )
             if req.freeze_source and not self.frozen:
                 changed = True
-                if not self.check_mode:
-                    freeze.freeze(session, journal, req.source_database)
+                freeze.freeze(session, journal, req.source_database)
                 self.frozen = True
             if req.drop_source:
                 if record.verify == "none":
@@ -407,10 +409,7 @@ class Engine:
                         "drop_source needs a verified copy"
                     )
                 changed = True
-                if not self.check_mode:
-                    self._drop_source(session, journal)
-                else:
-                    self.source_dropped = True
+                self._drop_source(session, journal)
         else:
             self.source_dropped = True
         self._log(f"already copied (journal entry {record.id}, {record.finished_at})")
@@ -440,6 +439,30 @@ class Engine:
         }
         self.frozen = self.request.freeze_source
         return result
+
+    def _rehearse(self, session: Session, journal: Journal, catalog: SourceCatalog, needed) -> None:
+        """Check mode: every phase of a real run on the dry-run session, the data phase as its statements."""
+        journal.ensure()
+        self._drop_leftovers(session)
+        if self.request.freeze_source:
+            freeze.freeze(session, journal, self.request.source_database)
+        started_at = session.fetch_value("SELECT now()::text")
+        self._ddl(session, catalog, needed)
+        conn = self._open_source("plan")
+        try:
+            pieces = self._pieces(Session(conn, []), catalog)
+        finally:
+            conn.close()
+        for table in sorted(catalog.tables, key=lambda t: (-t.bytes, t.name)):
+            for _piece in pieces.get(table.name) or [None]:
+                self._start_load(session, table, split=table.name in pieces)
+            for statement in ddl.table_post_data(table, self.staging):
+                session.execute(statement)
+        self._final(session, catalog)
+        planned = [TableOutcome(t.name, t.estimated_rows, t.bytes, 0.0, False) for t in catalog.tables]
+        self._publish(session, journal, catalog, planned, started_at)
+        if self.request.drop_source:
+            self._drop_source(session, journal)
 
     @staticmethod
     def _table_result(outcome: TableOutcome) -> dict:
@@ -628,7 +651,7 @@ class Engine:
         return outcomes, catalog
 
     def _pause(self, phase: str) -> None:
-        if os.environ.get(PAUSE_AT_ENV) != phase:
+        if self.check_mode or os.environ.get(PAUSE_AT_ENV) != phase:
             return
         with self._pause_lock:  # once per run, whichever worker gets there first
             if phase in self._paused:
@@ -643,9 +666,9 @@ class Engine:
         while os.path.exists(path) and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def _search_path(self, session: Session, catalog: SourceCatalog) -> sql.Composable:
+    def _search_path(self, session: Session, catalog: SourceCatalog, needed) -> sql.Composable:
         """The reading path of the source (``catalog.reading_path``) translated to the target database."""
-        where = extension_schemas(session)
+        where = {**dict(needed), **extension_schemas(session)}  # ``needed`` ones exist by now, unless in check mode
         translated = []
         for name in reading_path(catalog.schema, catalog.extensions):
             if name == catalog.schema:
@@ -674,7 +697,7 @@ class Engine:
                     ),
                     what=f"extension {name}",
                 )
-        self.search_path = self._search_path(session, catalog)
+        self.search_path = self._search_path(session, catalog, needed)
         with session.conn:
             session.execute(self.search_path)
             for statement in ddl.pre_data(catalog, self.staging):
@@ -824,12 +847,7 @@ class Engine:
                 f"table {table.name}: started ({table.bytes / 1e6:.1f} MB"
                 + (f", {run.pieces} pieces)" if run.split else ")")
             )
-        session = Session(target, self.queries)
-        if not run.split:
-            # FREEZE needs the table truncated (or created) in the loading transaction.
-            session.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(self.staging, table.name)), what=table.name)
-        target_copy = copy_in(table, self.staging, freeze=not run.split)
-        self.queries.append(session.render(target_copy))
+        target_copy = self._start_load(Session(target, self.queries), table, run.split)
         hashes = row_hash = None
         if self.request.verify == "checksum":
             # The source side of the checksum comes with the rows: one read of the source.
@@ -843,6 +861,15 @@ class Engine:
             run.rows_in += result.rows_in
             if hashes is not None:
                 run.source.add(hashes.rows, hashes.total)
+
+    def _start_load(self, session: Session, table: Table, split: bool) -> sql.Composable:
+        """Open the load of a table or of one of its pieces; returns the ``COPY … FROM STDIN`` to stream into."""
+        if not split:
+            # FREEZE needs the table truncated (or created) in the loading transaction.
+            session.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(self.staging, table.name)), what=table.name)
+        target_copy = copy_in(table, self.staging, freeze=not split)
+        self.queries.append(session.render(target_copy))
+        return target_copy
 
     def _measure_target(self, target, run: _TableRun, where) -> tuple[int, int]:
         with target.cursor() as cur:
@@ -964,9 +991,10 @@ class Engine:
         if not self._database_exists(session, req.source_database):
             self.source_dropped = True
             return
-        self._wait_own_sessions_gone(session, req.source_database)
+        if not session.dry_run:
+            self._wait_own_sessions_gone(session, req.source_database)
         others = freeze.other_sessions(session, req.source_database)
-        if others:
+        if others and not session.dry_run:
             raise OperationFailed(
                 f"Refusing to drop the source database {req.source_database!r}: other sessions are connected: "
                 + "; ".join(others),
@@ -999,26 +1027,19 @@ class Engine:
         if record:
             self._refuse_losing_data(session, record)
             changed = True
-            if not self.check_mode:
-                with session.conn:
-                    session.execute(
-                        sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(req.target)), what="state=absent"
-                    )
-                    journal.mark_removed(record.id)
+            with session.conn:
+                session.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(req.target)), what="state=absent")
+                journal.mark_removed(record.id)
         elif target.exists:
             raise InvalidInput(
                 f"Refusing to remove schema {req.target!r} of database {req.target_database!r}: the journal records "
                 f"no copy of {req.source_database}.{req.source_schema} into it. Nothing was changed."
             )
         leftovers = session.fetch_value("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (self.staging,))
-        if leftovers and not self.check_mode:
+        if leftovers:
             self._drop_leftovers(session)
             changed = True
-        recorded_freeze, _previous = journal.freeze_record(req.source_database)
-        if recorded_freeze:
-            changed = True
-            if not self.check_mode:
-                freeze.thaw(session, journal, req.source_database)
+        changed = freeze.thaw(session, journal, req.source_database) or changed
         self.frozen = False
         return self._base_result(changed, record.goose_version if record else None)
 

@@ -99,7 +99,11 @@ def terminate_older_sessions(session, database: str, since) -> None:
         pids = [pid for (pid,) in session.fetch_all(query, (database, since))]
         if not pids:
             return
-        session.fetch_all("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+        session.execute(
+            "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,), what=f"freeze of {database}"
+        )
+        if session.dry_run:
+            return
         time.sleep(0.1)
     pids = [pid for (pid,) in session.fetch_all(query, (database, since))]
     raise OperationFailed(f"Database {database!r} is frozen but sessions {pids} did not end after being terminated")
