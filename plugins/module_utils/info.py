@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from ._pg import psycopg2
 from .connection import ConnectionParams, connect
-from .dbcopy import freeze
+from .dbcopy import freeze, source_changes
 from .dbcopy.journal import CopyRecord, Journal
 from .errors import InvalidInput, LamassuError, OperationFailed
 from .goose.plan import History, pending_entries
@@ -91,9 +91,10 @@ class LegacyFacts:
     frozen: bool = False
     other_sessions: list[str] = field(default_factory=list)
     error: str | None = None
+    stats: dict | None = None  # dbcopy.source_changes.read() of the source schema
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "history"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("history", "stats")}
 
 
 @dataclass
@@ -106,9 +107,10 @@ class SchemaFacts:
     history: History | None = None
     copy: dict | None = None
     freeze_recorded: bool = False
+    recorded_stats: dict | None = None  # the source's counters at the snapshot of the recorded copy
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "history"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("history", "recorded_stats")}
 
 
 @dataclass
@@ -376,6 +378,7 @@ def read_legacy(params: ConnectionParams, facts: LegacyFacts) -> None:
     try:
         session = Session(conn, [])
         facts.tables = read_tables(session, SOURCE_SCHEMA)
+        facts.stats = source_changes.read(session, SOURCE_SCHEMA)
         store = VersionStore(session, SOURCE_SCHEMA, GOOSE_TABLE)
         if store.exists():
             facts.history = store.read()
@@ -439,10 +442,22 @@ def gather(params: ConnectionParams, request: InfoRequest) -> dict:
         found = migrations.get(service)
         pending = len(found.pending) if found and found.found and not found.error else None
         phases[service] = service_phase(legacy[service].exists, schema.copy, schema.goose_version, pending)
+    changes = {
+        s: source_changes.compare(unified.schemas[s].recorded_stats, legacy[s].stats)
+        for s in request.services
+        if s in unified.schemas and unified.schemas[s].copy and legacy[s].stats is not None
+    }
 
     to_copy = sum(legacy[s].size_bytes or 0 for s in request.services if phases[s] == "legacy" and legacy[s].exists)
     disk = measure_disk(params, data_directory, to_copy, request.disk_margin)
     problems, warnings = assess(request, server, legacy, unified, phases, migrations, disk)
+    warnings += [
+        f"legacy database {legacy[s].database!r} changed after its copy into schema {s!r}: "
+        f"{source_changes.summary(found)}; cutover and cleanup refuse it until it is copied again "
+        "(if_target_exists=replace) or the loss is accepted (lamassu_accept_source_changes=true)"
+        for s, found in changes.items()
+        if found
+    ]
     return {
         "changed": False,
         "server": server.as_dict(),
@@ -450,7 +465,9 @@ def gather(params: ConnectionParams, request: InfoRequest) -> dict:
         "legacy": {s: legacy[s].as_dict() for s in request.services},
         "unified": unified.as_dict(),
         "services": {
-            s: service_result(request, params, s, phases[s], legacy[s], unified.schemas.get(s), migrations.get(s))
+            s: service_result(
+                request, params, s, phases[s], legacy[s], unified.schemas.get(s), migrations.get(s), changes.get(s)
+            )
             for s in request.services
         },
         "phases": {phase: [s for s in request.services if phases[s] == phase] for phase in PHASES},
@@ -472,6 +489,7 @@ def read_unified(params: ConnectionParams, request: InfoRequest, unified: Unifie
             if unified.journal:
                 record = journal.published(request.legacy_name(service), SOURCE_SCHEMA, service)
                 schema.copy = copy_summary(record) if record else None
+                schema.recorded_stats = record.source_stats if record else None
                 schema.freeze_recorded = journal.freeze_record(request.legacy_name(service))[0]
             unified.schemas[service] = schema
     except psycopg2.Error as exc:
@@ -488,7 +506,9 @@ def service_result(
     legacy: LegacyFacts,
     schema: SchemaFacts | None,
     migrations: MigrationFacts | None,
+    changes: list[str] | None = None,
 ) -> dict:
+    """``changes``: what the legacy database took since the recorded copy, None when there is nothing to compare."""
     schema = schema or SchemaFacts()
     copy = schema.copy or {}
     return {
@@ -501,6 +521,8 @@ def service_result(
         "copy_duration_s": copy.get("duration_s"),
         "verified": bool(copy.get("verified")),
         "frozen": legacy.frozen,
+        "source_changed": bool(changes) if changes is not None else None,
+        "source_changes": changes or [],
         "pending_migrations": migrations.pending if migrations else None,
         "blocked_go_migrations": migrations.blocked_go if migrations else [],
         "dsn": params.dsn(request.database, service),

@@ -81,6 +81,8 @@ options:
     description:
       - What to do when O(target_schema) exists, holds objects and is not a recorded copy of this source.
       - V(fail) names the objects and changes nothing; V(replace) drops that schema when the copy is published.
+      - V(replace) also copies again over a recorded copy whose source changed since (RV(source_changed)); that
+        is refused, changing nothing, when the recorded copy itself changed since, unless O(discard_changes).
     type: str
     default: fail
     choices: [fail, replace]
@@ -88,19 +90,31 @@ options:
     description:
       - After a verified copy (O(verify) not V(none)), drop O(source_database). Refused while other sessions are
         connected to it, naming them; nothing to do once it is gone.
+      - Refused, keeping the database, when it changed after its copy (RV(source_changed)), unless
+        O(accept_source_changes).
     type: bool
     default: false
   discard_changes:
     description:
       - With O(state=absent), remove the recorded copy even when it changed since the copy (rows written or
         migrations applied to it); those changes are lost, since the source database holds the data of the time
-        of the copy. Only with O(state=absent).
+        of the copy.
+      - With O(if_target_exists=replace), copy again over a recorded copy that changed since it was made.
+      - Only with O(state=absent) or O(if_target_exists=replace).
+    type: bool
+    default: false
+  accept_source_changes:
+    description:
+      - With O(drop_source), drop the source database even when it took writes after its copy
+        (RV(source_changed)); those writes are lost. Without it such a drop is refused.
     type: bool
     default: false
 attributes:
   check_mode:
     description: Returns the plan in RV(plan) (tables with estimated rows and sizes, objects to create, extensions
-      needed); writes nothing. When O(target_database) does not exist yet, the plan is made against C(template1),
+      needed) and in RV(queries) the statements the real run would execute (leftovers dropped, journal, freeze,
+      structure, the C(COPY) of each table, indexes, publish, drop of the source; C(DROP SCHEMA) for
+      O(state=absent)); writes nothing. When O(target_database) does not exist yet, the plan is made against C(template1),
       which the database created by P(lamassuiot.postgres.postgres_lamassu_schema#module) will copy.
     support: full
   diff_mode:
@@ -190,6 +204,23 @@ dsn:
   sample:
     pgx: "host=db port=5432 user=postgres dbname=lamassu search_path=ca"
     libpq: "host=db port=5432 user=postgres dbname=lamassu options='-c search_path=ca'"
+source_changed:
+  description:
+    - Whether the source database took writes (or changed its tables) after the recorded copy, from the server's
+      statistics counters recorded at the copy's snapshot (C(pg_stat_user_tables) C(n_tup_ins), C(n_tup_upd),
+      C(n_tup_del), the tables' file nodes and columns, the statistics reset time).
+    - V(true) also when the statistics cannot prove that nothing changed (they were reset, or the copy predates
+      this check); V(false) for a copy made by this run; null when the source database is gone.
+    - A re-run that finds it V(true) warns, naming the tables, and changes nothing unless
+      O(if_target_exists=replace).
+  returned: always
+  type: bool
+source_changes:
+  description: What changed in the source since the recorded copy, per table; empty when nothing did.
+  returned: always
+  type: list
+  elements: str
+  sample: ["table certificates: 3 inserts, 1 updates"]
 plan:
   description: In check mode, what a run would do.
   returned: check mode, when a copy is needed
@@ -238,6 +269,7 @@ def argument_spec() -> dict:
         "if_target_exists": {"type": "str", "default": "fail", "choices": ["fail", "replace"]},
         "drop_source": {"type": "bool", "default": False},
         "discard_changes": {"type": "bool", "default": False},
+        "accept_source_changes": {"type": "bool", "default": False},
     }
 
 
@@ -255,6 +287,7 @@ def work(ctx: ModuleContext) -> dict:
         if_target_exists=params["if_target_exists"],
         drop_source=params["drop_source"],
         discard_changes=params["discard_changes"],
+        accept_source_changes=params["accept_source_changes"],
     )
     return run_copy(ctx.connection, request, ctx.check_mode, log=ctx.log)
 

@@ -159,6 +159,8 @@ services:
   description:
     - Per service - C(phase), C(legacy_database), C(legacy_goose_version), C(schema_goose_version),
       C(copied_goose_version), C(rows_copied), C(copy_duration_s), C(verified), C(frozen),
+      C(source_changed) (the legacy database took writes after its recorded copy, or its statistics cannot prove
+      it did not; null without both a copy and the legacy database), C(source_changes) (what changed, per table),
       C(pending_migrations) (null without O(migrations_path)), C(blocked_go_migrations) and C(dsn)
       (C(pgx) and C(libpq) connection strings of the service, without password).
   returned: always
@@ -174,6 +176,8 @@ services:
       copy_duration_s: 0.8
       verified: true
       frozen: true
+      source_changed: false
+      source_changes: []
       pending_migrations: null
       blocked_go_migrations: []
       dsn: {pgx: "host=db port=5432 user=postgres dbname=lamassu search_path=ca",

@@ -25,6 +25,7 @@ from tests.harness.fixture import build_legacy
 
 MODULE = "postgres_db_to_schema"
 FQCN = f"lamassuiot.postgres.{MODULE}"
+INFO = "lamassuiot.postgres.postgres_lamassu_info"
 
 
 def unique(prefix: str) -> str:
@@ -400,6 +401,65 @@ def test_drop_source_refuses_with_other_sessions_then_drops(pg, legacy):
     assert query(pg, "postgres", "SELECT count(*) FROM pg_database WHERE datname = %s", (source,)) == [(0,)]
     assert again["changed"] is False and again["source"]["dropped"] is True and not again.get("failed")
     assert query(pg, target, "SELECT count(*) FROM va.va_role")[0][0] > 0
+
+
+def test_writes_to_the_source_after_its_copy_are_reported_and_block_its_drop(pg, legacy):
+    prefix, _summary, target = legacy
+    source = prefix + "ca"
+    args = {"source_database": source, "target_database": target, "target_schema": "ca"}
+    info = {"database": target, "services": ["ca"], "source_prefix": prefix}
+    first, again, facts = run_tasks([{FQCN: args}, {FQCN: args}, {INFO: info}], pg).results
+    assert first["changed"] is True and first["source_changed"] is False, first.get("msg")
+    assert again["changed"] is False and again["source_changed"] is False and not again.get("warnings")
+    assert facts["services"]["ca"]["source_changed"] is False
+
+    # A write the copy does not hold: the service kept writing to its legacy database (no freeze).
+    query(
+        pg,
+        source,
+        sql.SQL("UPDATE {0} SET tstamp = tstamp WHERE id = (SELECT min(id) FROM {0})").format(
+            sql.Identifier(GOOSE_TABLE)
+        ),
+    )
+    rerun, facts, dropped = run_tasks(
+        [{FQCN: args}, {INFO: info}, {FQCN: {**args, "drop_source": True}}], pg
+    ).results
+    assert rerun["changed"] is False and rerun["source_changed"] is True, rerun
+    assert rerun["source_changes"] == [f"table {GOOSE_TABLE}: 1 updates"]
+    assert any("changed after its copy" in w and "if_target_exists=replace" in w for w in rerun["warnings"])
+    assert facts["services"]["ca"]["source_changed"] is True
+    assert facts["services"]["ca"]["source_changes"] == rerun["source_changes"]
+    assert any("changed after its copy" in notice for notice in facts["notices"])
+    assert dropped["failed"] is True and "Refusing to drop the source database" in dropped["msg"], dropped
+    assert "accept_source_changes=true" in dropped["msg"] and "if_target_exists=replace" in dropped["msg"]
+    assert query(pg, "postgres", "SELECT count(*) FROM pg_database WHERE datname = %s", (source,)) == [(1,)]
+
+    # The remedy: a new copy over the old one; then the source can go.
+    replaced, settled, gone = run_tasks(
+        [{FQCN: {**args, "if_target_exists": "replace"}}, {FQCN: args}, {FQCN: {**args, "drop_source": True}}], pg
+    ).results
+    assert replaced["changed"] is True and replaced["source_changed"] is False, replaced.get("msg")
+    assert any(q.startswith('DROP SCHEMA "ca" CASCADE') for q in replaced["queries"])
+    assert settled["changed"] is False and settled["source_changed"] is False
+    assert gone["changed"] is True and gone["source"]["dropped"] is True, gone.get("msg")
+    assert [row[2] for row in journal_rows(pg, target)] == ["removed", "published"]
+
+
+def test_drop_source_accepts_source_changes_when_told(pg, legacy):
+    prefix, _summary, target = legacy
+    source = prefix + "va"
+    args = {"source_database": source, "target_database": target, "target_schema": "va"}
+    assert run_module(MODULE, args, pg).result["changed"] is True
+    query(
+        pg,
+        source,
+        sql.SQL("DELETE FROM {} WHERE id = (SELECT max(id) FROM {})").format(
+            sql.Identifier(GOOSE_TABLE), sql.Identifier(GOOSE_TABLE)
+        ),
+    )
+    dropped = run_module(MODULE, {**args, "drop_source": True, "accept_source_changes": True}, pg).result
+    assert dropped["changed"] is True and dropped["source"]["dropped"] is True, dropped.get("msg")
+    assert dropped["source_changes"] == [f"table {GOOSE_TABLE}: 1 deletes"]
 
 
 def test_drop_source_needs_verification(pg, legacy):

@@ -35,7 +35,7 @@ from ..errors import ConnectionFailed, InvalidInput, LamassuError, OperationFail
 from ..lamassu import COLLECTION_VERSION, GOOSE_TABLE, JOURNAL_SCHEMA
 from ..names import check_identifier
 from ..session import Session
-from . import ddl, freeze, verify
+from . import ddl, freeze, source_changes, verify
 from .catalog import (
     SourceCatalog,
     Table,
@@ -70,7 +70,11 @@ SPLIT_PIECES_PER_JOB = 2
 # (certificates) in a fraction of the time pglz takes; values read back are the same either way.
 TOAST_LZ4 = """SELECT set_config('default_toast_compression', 'lz4', false) FROM pg_settings
 WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)"""
-SPLIT_ENV = "LAMASSU_DBCOPY_SPLIT_MIN_BYTES"  # test hook: split smaller tables (pieces of a quarter of it)
+SPLIT_ENV = "LAMASSU_DBCOPY_SPLIT_MIN_BYTES"
+REMEDY = (
+    "copy it again with if_target_exists=replace (the playbooks: -e lamassu_if_target_exists=replace), or accept "
+    "losing those writes with accept_source_changes=true (the playbooks: -e lamassu_accept_source_changes=true)"
+)  # test hook: split smaller tables (pieces of a quarter of it)
 
 
 class _TableRun:
@@ -172,6 +176,7 @@ class CopyRequest:
     if_target_exists: str = "fail"
     drop_source: bool = False
     discard_changes: bool = False
+    accept_source_changes: bool = False
 
     @property
     def target(self) -> str:
@@ -195,8 +200,8 @@ class CopyRequest:
             raise InvalidInput(f"verify must be one of {', '.join(verify.VERIFY_MODES)}")
         if self.drop_source and self.verify == "none":
             raise InvalidInput("drop_source needs a verified copy: use verify=count or verify=checksum")
-        if self.discard_changes and self.state != "absent":
-            raise InvalidInput("discard_changes only applies to state=absent")
+        if self.discard_changes and self.state != "absent" and self.if_target_exists != "replace":
+            raise InvalidInput("discard_changes only applies to state=absent or if_target_exists=replace")
 
 
 @dataclass
@@ -238,6 +243,8 @@ class Engine:
         self._pause_lock = threading.Lock()
         self.frozen = False
         self.source_dropped = False
+        self.source_stats: dict | None = None  # the source's counters at the snapshot of this run's copy
+        self.source_changes: list[str] | None = None  # since the recorded copy; None while not known
 
     # ---------------------------------------------------------------- entry point
     def run(self) -> dict:
@@ -327,6 +334,8 @@ class Engine:
             },
             "target": {"database": req.target_database, "schema": req.target},
             "tables": tables or [],
+            "source_changed": bool(self.source_changes) if self.source_changes is not None else None,
+            "source_changes": self.source_changes or [],
             "duration_s": round(time.monotonic() - self.started, 3),
             "dsn": self.params.dsn(req.target_database, req.target),
             "queries": self.queries,
@@ -359,7 +368,14 @@ class Engine:
         record = journal.published(req.source_database, req.source_schema, req.target)
         source_exists = self._database_exists(session, req.source_database)
         if record:
-            return self._already_copied(session, journal, record, source_exists)
+            self.source_changes = self._source_changes(record.source_stats) if source_exists else None
+            if not (self.source_changes and req.if_target_exists == "replace"):
+                return self._already_copied(session, journal, record, source_exists)
+            # The source took writes after its copy, and the operator asked for a new copy over the old one.
+            self._log(f"the source changed since its copy: copying again ({self.source_changes[0]}, ...)")
+            self._refuse_losing_data(session, record, "replace")
+        if self.source_changes is None:
+            self.source_changes = []
         if not source_exists:
             raise InvalidInput(
                 f"The source database {req.source_database!r} does not exist and the journal of database "
@@ -384,9 +400,10 @@ class Engine:
         except BaseException:
             self._cleanup(session)
             raise
+        self.source_changes = []  # this run's copy holds what the source holds
         self._log(f"published in {time.monotonic() - self.started:.1f} s")
         if req.drop_source:
-            self._drop_source(session, journal)
+            self._drop_source(session, journal, self.source_stats)
             self._log("source database dropped")
         tables = [self._table_result(o) for o in outcomes]
         return self._base_result(True, catalog.goose_version, tables)
@@ -409,13 +426,19 @@ class Engine:
                         "drop_source needs a verified copy"
                     )
                 changed = True
-                self._drop_source(session, journal)
+                self._drop_source(session, journal, record.source_stats)
         else:
             self.source_dropped = True
         self._log(f"already copied (journal entry {record.id}, {record.finished_at})")
         tables = [{k: t.get(k) for k in ("name", "rows", "bytes", "seconds", "verified")} for t in record.tables]
         result = self._base_result(changed, record.goose_version, tables)
         result["recorded"] = {"finished_at": record.finished_at, "verify": record.verify, "id": record.id}
+        if self.source_changes:
+            result["warnings"] = [
+                f"The source database {req.source_database!r} changed after its copy into schema {req.target!r} "
+                f"was recorded at {record.finished_at}: {source_changes.summary(self.source_changes)}. Those "
+                f"writes are not in the copy: {REMEDY}"
+            ]
         return result
 
     def _plan_result(
@@ -462,7 +485,7 @@ class Engine:
         planned = [TableOutcome(t.name, t.estimated_rows, t.bytes, 0.0, False) for t in catalog.tables]
         self._publish(session, journal, catalog, planned, started_at)
         if self.request.drop_source:
-            self._drop_source(session, journal)
+            self._drop_source(session, journal, self.source_stats)
 
     @staticmethod
     def _table_result(outcome: TableOutcome) -> dict:
@@ -623,6 +646,8 @@ class Engine:
         coordinator = self._open_source("snapshot")
         try:
             source = Session(coordinator, [])
+            # The counters before anything else: this first statement also takes the snapshot the copy reads.
+            self.source_stats = source_changes.read(source, req.source_schema)
             catalog = read_catalog(source, req.source_database, req.source_schema)
             self._refuse_unsupported(catalog)
             if catalog.tables:
@@ -980,17 +1005,25 @@ class Engine:
                     finished_at="",
                     tables=[{**self._table_result(o), "checksum": o.checksum} for o in outcomes],
                     collection_version=COLLECTION_VERSION,
+                    source_stats=self.source_stats,
                 )
             )
             self._pause("publish")
 
     # ---------------------------------------------------------------- drop source
-    def _drop_source(self, session: Session, journal: Journal) -> None:
+    def _drop_source(self, session: Session, journal: Journal, recorded_stats: dict | None) -> None:
         req = self.request
         self.phase = "drop_source"
         if not self._database_exists(session, req.source_database):
             self.source_dropped = True
             return
+        changes = [] if req.accept_source_changes else self._source_changes(recorded_stats)
+        if changes:
+            raise InvalidInput(
+                f"Refusing to drop the source database {req.source_database!r}: it changed after its copy into "
+                f"schema {req.target!r} ({source_changes.summary(changes)}), and those writes would be lost. "
+                f"The database was kept. {REMEDY}"
+            )
         if not session.dry_run:
             self._wait_own_sessions_gone(session, req.source_database)
         others = freeze.other_sessions(session, req.source_database)
@@ -1028,7 +1061,9 @@ class Engine:
             self._refuse_losing_data(session, record)
             changed = True
             with session.conn:
-                session.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(req.target)), what="state=absent")
+                session.execute(
+                    sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(req.target)), what="state=absent"
+                )
                 journal.mark_removed(record.id)
         elif target.exists:
             raise InvalidInput(
@@ -1043,10 +1078,20 @@ class Engine:
         self.frozen = False
         return self._base_result(changed, record.goose_version if record else None)
 
-    def _refuse_losing_data(self, session: Session, record: CopyRecord) -> None:
-        """state=absent removes a copy only while the source still holds its data and nothing changed since."""
+    def _source_changes(self, recorded_stats: dict | None) -> list[str]:
+        """What the source took since the copy whose counters are ``recorded_stats`` (``[]``: nothing)."""
+        conn = self._open_source("compare")
+        try:
+            return source_changes.compare(
+                recorded_stats, source_changes.read(Session(conn, []), self.request.source_schema)
+            )
+        finally:
+            conn.close()
+
+    def _refuse_losing_data(self, session: Session, record: CopyRecord, verb: str = "remove") -> None:
+        """A copy is removed or replaced only while the source still holds its data and nothing changed since."""
         req = self.request
-        where = f"Refusing to remove schema {req.target!r} of database {req.target_database!r}"
+        where = f"Refusing to {verb} schema {req.target!r} of database {req.target_database!r}"
         if record.source_dropped_at or not self._database_exists(session, req.source_database):
             raise InvalidInput(
                 f"{where}: the source database {req.source_database!r} was dropped after the copy, so this schema "
@@ -1062,7 +1107,7 @@ class Engine:
             raise InvalidInput(
                 f"{where}: it changed since the copy of {req.source_database}.{req.source_schema} recorded at "
                 f"{record.finished_at} ({shown}{more}). Those changes are not in the source database and would be "
-                "lost; set discard_changes=true to remove the schema anyway. Nothing was changed."
+                f"lost; set discard_changes=true to {verb} the schema anyway. Nothing was changed."
             )
 
     def _changes_since_copy(self, record: CopyRecord) -> list[str]:

@@ -47,6 +47,8 @@ DDL = (
         collection_version text NOT NULL,
         source_dropped_at timestamptz,
         removed_at timestamptz)""",
+    # Added after 0.1.0: a journal made before gets it from the next copy's ensure().
+    "ALTER TABLE {schema}.{copies} ADD COLUMN IF NOT EXISTS source_stats jsonb",
     """CREATE TABLE IF NOT EXISTS {schema}.{freezes} (
         source_database text PRIMARY KEY,
         previous_setting text,
@@ -76,6 +78,7 @@ class CopyRecord:
     tables: list[dict] = field(default_factory=list)
     collection_version: str = ""
     source_dropped_at: str | None = None
+    source_stats: dict | None = None  # dbcopy.source_changes.read() at the copy's snapshot
 
 
 class Journal:
@@ -91,9 +94,19 @@ class Journal:
             )
         )
 
+    def current(self) -> bool:
+        """The journal exists with every column of this version."""
+        return self.exists() and bool(
+            self.session.fetch_value(
+                "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(format('%%I.%%I', %s::text, %s::text))"
+                " AND attname = 'source_stats' AND NOT attisdropped",
+                (JOURNAL_SCHEMA, COPIES_TABLE),
+            )
+        )
+
     def ensure(self) -> None:
-        """Create the journal when missing (its own committed transaction)."""
-        if self.exists():
+        """Create the journal, or add what this version records, when missing (its own committed transaction)."""
+        if self.current():
             return
         conn = self.session.conn
         with conn:
@@ -110,7 +123,7 @@ class Journal:
                 """
                 SELECT j.id, j.source_database, j.source_schema, j.target_schema, j.target_schema_oid, j.verify,
                        j.goose_version, j.started_at::text, j.finished_at::text, j.tables, j.collection_version,
-                       j.source_dropped_at::text
+                       j.source_dropped_at::text, to_jsonb(j) -> 'source_stats'
                 FROM {schema}.{copies} j JOIN pg_namespace n ON n.oid = j.target_schema_oid AND n.nspname = j.target_schema
                 WHERE j.status = 'published' AND j.source_database = %s AND j.source_schema = %s
                   AND j.target_schema = %s
@@ -127,8 +140,8 @@ class Journal:
             _compose(
                 """
                 INSERT INTO {schema}.{copies} (source_database, source_schema, target_schema, target_schema_oid, status,
-                    verify, goose_version, started_at, finished_at, tables, collection_version)
-                VALUES (%s, %s, %s, %s, 'published', %s, %s, %s, now(), %s, %s)
+                    verify, goose_version, started_at, finished_at, tables, collection_version, source_stats)
+                VALUES (%s, %s, %s, %s, 'published', %s, %s, %s, now(), %s, %s, %s)
                 """
             ),
             (
@@ -141,6 +154,7 @@ class Journal:
                 record.started_at,
                 json.dumps(record.tables),
                 record.collection_version,
+                json.dumps(record.source_stats) if record.source_stats is not None else None,
             ),
             what="journal",
         )
