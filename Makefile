@@ -5,6 +5,7 @@ SHELL := /bin/bash
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 BIN       := $(VENV)/bin
+ABS_BIN   := $(if $(filter /%,$(firstword $(BIN))),$(BIN),$(CURDIR)/$(BIN))
 BUILD     := build
 SANITY_DIR ?= /tmp/lamassuiot-postgres-sanity-$(shell echo $(CURDIR) | md5sum | cut -c1-8)
 COLL_ROOT := $(SANITY_DIR)/ansible_collections/lamassuiot/postgres
@@ -21,7 +22,8 @@ help:
 	@echo "make test        everything CI checks: lint, sanity, unit + integration tests, build, ansible-doc"
 	@echo "make demo-clean  remove what the demo made"
 
-$(VENV)/.installed: requirements.txt requirements-test.txt
+# A VENV given on the command line (e.g. the venv of another checkout) is used as it is, never rebuilt.
+$(VENV)/.installed: $(if $(filter command line,$(origin VENV)),,requirements.txt requirements-test.txt)
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-test.txt
@@ -38,7 +40,7 @@ server-packages:
 
 .collections/ansible_collections/lamassuiot/postgres:
 	mkdir -p .collections/ansible_collections/lamassuiot
-	ln -sfn $(CURDIR) $@
+	ln -sfn "$(CURDIR)" $@
 
 test: venv server-packages .collections/ansible_collections/lamassuiot/postgres lint sanity units integration molecule galaxy-build
 	@echo "make test: all checks passed"
@@ -59,7 +61,7 @@ sanity: venv
 		--exclude=./.ruff_cache --exclude=./.pytest_cache --exclude=./tests/output --exclude=./bench/output \
 		--exclude=__pycache__ --exclude=./reports -cf - . | tar -xf - -C $(COLL_ROOT)
 	cd $(COLL_ROOT) && \
-		PATH=$(CURDIR)/$(BIN):$$PATH $(CURDIR)/$(BIN)/ansible-test sanity --venv --python 3.11 --color no
+		PATH="$(ABS_BIN):$$PATH" "$(ABS_BIN)/ansible-test" sanity --venv --python 3.11 --color no
 
 units: venv .collections/ansible_collections/lamassuiot/postgres
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS) -q -p no:cacheprovider
@@ -109,16 +111,16 @@ integration: venv server-packages pg-servers .collections/ansible_collections/la
 
 # Molecule scenarios live at the top-level molecule/ (Molecule 26 would look under extensions/molecule/).
 molecule: venv server-packages .collections/ansible_collections/lamassuiot/postgres
-	PATH=$(CURDIR)/$(BIN):$$PATH MOLECULE_GLOB='molecule/*/molecule.yml' $(BIN)/molecule test --all
+	PATH="$(ABS_BIN):$$PATH" MOLECULE_GLOB='molecule/*/molecule.yml' $(BIN)/molecule test --all
 
 # Build the tarball, install it into a temporary path and render every module's docs from there.
 galaxy-build: venv
 	rm -rf $(BUILD)/galaxy && mkdir -p $(BUILD)/galaxy/install
 	$(BIN)/ansible-galaxy collection build --output-path $(BUILD)/galaxy --force
-	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(BUILD)/galaxy/install $(BIN)/ansible-galaxy collection install --offline --force \
+	ANSIBLE_COLLECTIONS_PATH="$(CURDIR)/$(BUILD)/galaxy/install" $(BIN)/ansible-galaxy collection install --offline --force \
 		-p $(BUILD)/galaxy/install $(BUILD)/galaxy/lamassuiot-postgres-*.tar.gz
 	for module in $$(ls plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$$//'); do \
-		ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(BUILD)/galaxy/install $(BIN)/ansible-doc lamassuiot.postgres.$$module \
+		ANSIBLE_COLLECTIONS_PATH="$(CURDIR)/$(BUILD)/galaxy/install" $(BIN)/ansible-doc lamassuiot.postgres.$$module \
 			> $(BUILD)/galaxy/$$module.txt 2>&1 || exit 1; \
 		grep -q "^> MODULE lamassuiot.postgres.$$module" $(BUILD)/galaxy/$$module.txt \
 			|| { cat $(BUILD)/galaxy/$$module.txt; echo "ansible-doc failed for $$module"; exit 1; }; \

@@ -3,6 +3,9 @@
 The first run starts a cluster under ``<dir>/pg`` and builds the legacy Lamassu
 layout in it; every later run reuses both, so a second ``make demo`` shows the
 idempotent re-run (``changed=0``). ``make demo-clean`` removes everything.
+Where the ``postgres`` OS user cannot reach the checkout (a clone in a 0700
+directory, a path with a space), the cluster's files live under
+``/var/tmp/lamassu-pg-<uid>/`` instead; ``<dir>/pg/cluster.json`` says where.
 
 The migrate phase runs the example tree ``docs/examples/migrations``: placeholders
 for every version the fixture has applied, and a few newer migrations that the
@@ -21,7 +24,7 @@ from pathlib import Path
 
 from .ansible import ansible_env
 from .collection import ROOT, ensure_collection_path
-from .pgcluster import STATE_FILE, Cluster, load_cluster, start_cluster
+from .pgcluster import STATE_FILE, Cluster, ClusterError, load_cluster, start_cluster
 
 DEMO_SCALE = 0.05  # about 50 MB of legacy data
 PLAYBOOKS = ("upgrade.yml", "status.yml")
@@ -136,9 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.harness.demo")
     parser.add_argument("action", choices=["run"])
     parser.add_argument("--dir", default=".demo")
-    parser.add_argument("--scale", type=float, default=DEMO_SCALE)
+    # LAMASSU_DEMO_SCALE: a smaller legacy layout for tests that run the demo (tests/integration/test_clone_location.py).
+    parser.add_argument("--scale", type=float, default=float(os.environ.get("LAMASSU_DEMO_SCALE", DEMO_SCALE)))
     args = parser.parse_args(argv)
-    return run(Path(args.dir).resolve(), args.scale)
+    try:
+        return run(Path(args.dir).resolve(), args.scale)
+    except ClusterError as exc:  # the server's own words and what to do, without a traceback
+        print(f"make demo: the demo's PostgreSQL cannot run.\n{exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
