@@ -454,7 +454,7 @@ def gather(params: ConnectionParams, request: InfoRequest) -> dict:
     warnings += [
         f"legacy database {legacy[s].database!r} changed after its copy into schema {s!r}: "
         f"{source_changes.summary(found)}; cutover and cleanup refuse it until it is copied again "
-        "(if_target_exists=replace) or the loss is accepted (lamassu_accept_source_changes=true)"
+        "(-e db_to_schema_if_target_exists=replace) or the loss is accepted (-e lamassu_accept_source_changes=true)"
         for s, found in changes.items()
         if found
     ]

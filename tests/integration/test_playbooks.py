@@ -269,6 +269,43 @@ def test_rollback_restores_the_legacy_layout_and_cleanup_needs_confirmation(tmp_
         assert copied_schemas(cluster) == sorted(SERVICES)
 
 
+def test_writes_after_the_copy_block_cutover_and_cleanup_until_copied_again(tmp_path):
+    reports = tmp_path / "reports"
+    with throwaway_cluster() as cluster:
+        if cluster.external:
+            pytest.skip("the playbooks use the fixed legacy names, which an external server may hold")
+        build_legacy(cluster, scale=0.0001, services=SERVICES)
+        # Without the freeze the services can keep writing to their legacy databases after the copy.
+        host = {"db1": ("dev", cluster, {"lamassu_freeze_sources": False})}
+        inventory = write_inventory(tmp_path / "inventory.json", host, reports)
+        upgraded = playbook("upgrade.yml", inventory)
+        assert upgraded.returncode == 0, output(upgraded)
+
+        cluster.execute(
+            "va", "UPDATE goose_db_version SET tstamp = tstamp WHERE id = (SELECT min(id) FROM goose_db_version)"
+        )
+        refused = playbook("upgrade.yml", inventory)
+        assert refused.returncode != 0 and "Nothing was cut over" in refused.stdout, output(refused)
+        assert (
+            "the legacy databases of va changed after their copy (table goose_db_version: 1 updates)" in refused.stdout
+        )
+        assert "[WARNING]" in refused.stdout + refused.stderr
+        kept = playbook("cleanup.yml", inventory, "-e", "legacy_cleanup_confirm=true")
+        assert kept.returncode != 0 and "service 'va' took writes after its copy" in kept.stdout, output(kept)
+        assert set(SERVICES) <= databases(cluster)
+
+        recopied = playbook("upgrade.yml", inventory, "-e", "db_to_schema_if_target_exists=replace")
+        assert recopied.returncode == 0, output(recopied)
+        assert cluster.query("lamassu", "SELECT count(*) FROM va.goose_db_version") == cluster.query(
+            "va", "SELECT count(*) FROM goose_db_version"
+        )
+        again = playbook("upgrade.yml", inventory)
+        assert again.returncode == 0 and recap(again)["db1"]["changed"] == 0, output(again)
+        cleaned = playbook("cleanup.yml", inventory, "-e", "legacy_cleanup_confirm=true")
+        assert cleaned.returncode == 0, output(cleaned)
+        assert not set(SERVICES) & databases(cluster)
+
+
 def test_preflight_reports_every_problem_at_once(pg, unique_name, tmp_path):
     prefix, database = f"{unique_name}_", f"{unique_name}_lamassu"
     build_legacy(pg, scale=0.001, services=("va",), prefix=prefix)  # kms is missing

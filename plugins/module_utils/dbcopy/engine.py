@@ -72,9 +72,9 @@ TOAST_LZ4 = """SELECT set_config('default_toast_compression', 'lz4', false) FROM
 WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)"""
 SPLIT_ENV = "LAMASSU_DBCOPY_SPLIT_MIN_BYTES"
 REMEDY = (
-    "copy it again with if_target_exists=replace (the playbooks: -e lamassu_if_target_exists=replace), or accept "
-    "losing those writes with accept_source_changes=true (the playbooks: -e lamassu_accept_source_changes=true)"
-)  # test hook: split smaller tables (pieces of a quarter of it)
+    "copy it again with if_target_exists=replace (playbooks: -e db_to_schema_if_target_exists=replace), or accept "
+    "losing those writes with accept_source_changes=true (playbooks: -e lamassu_accept_source_changes=true)"
+)
 
 
 class _TableRun:
