@@ -2,17 +2,21 @@
 
 A dedicated throwaway cluster (its log is read, and ``log_statement = all`` is set on it) and a login role with
 a password (scram on 127.0.0.1, as the harness's pg_hba wants for every role but ``postgres``). Every module
-runs for real, in check mode and with failing connections; ``playbooks/upgrade.yml`` runs with the password as
-``lamassu_pg_password``. Whatever the outcome of a run, the password and a wrong one tried must not show up.
+runs for real, in check mode and with failing connections; every playbook runs with the password as
+``lamassu_pg_password``, the cleanup dumping the legacy databases (``pg_dump`` reads it from a password file that
+must not outlive the dumps). Whatever the outcome of a run, the password and a wrong one tried must not show up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import sys
 import uuid
 from pathlib import Path
 
+import psycopg2
 import pytest
 from psycopg2 import sql
 
@@ -24,7 +28,9 @@ from tests.harness.pgcluster import throwaway_cluster
 ROLE = "sec_admin"
 SECRET = f"Pw-{uuid.uuid4().hex}"
 WRONG = f"Wrong-{uuid.uuid4().hex}"
-SECRETS = (SECRET, WRONG)
+# What a .pgpass file must escape: the playbook test logs in with it.
+SPECIAL = f"Pw:{uuid.uuid4().hex}\\x"
+SECRETS = (SECRET, WRONG, SPECIAL)
 MODULES = {
     "schema": "lamassuiot.postgres.postgres_lamassu_schema",
     "migrate": "lamassuiot.postgres.postgres_lamassu_migrate",
@@ -34,8 +40,8 @@ MIGRATION = "-- +goose Up\nCREATE TABLE secrets_probe (id int);\n-- +goose Down\
 BROKEN = "-- +goose Up\nINSERT INTO no_such_table VALUES (1);\n"
 
 
-@pytest.fixture(scope="module")
-def cluster():
+@contextlib.contextmanager
+def password_cluster(services: tuple[str, ...] = ("ca", "kms"), password: str = SECRET):
     """A cluster of its own: every statement logged, connections logged, a superuser login role with a password."""
     with throwaway_cluster() as cluster:
         if cluster.external:
@@ -46,7 +52,7 @@ def cluster():
                 cur.execute("SET log_statement = 'none'")  # the test's own CREATE ROLE ... PASSWORD stays out
                 cur.execute(
                     sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
-                        sql.Identifier(ROLE), sql.Literal(SECRET)
+                        sql.Identifier(ROLE), sql.Literal(password)
                     )
                 )
                 cur.execute("ALTER SYSTEM SET log_statement = 'all'")
@@ -55,7 +61,13 @@ def cluster():
                 cur.execute("SELECT pg_reload_conf()")
         finally:
             conn.close()
-        build_legacy(cluster, scale=0.0001, services=("ca", "kms"))
+        build_legacy(cluster, scale=0.0001, services=services)
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with password_cluster() as cluster:
         yield cluster
 
 
@@ -75,7 +87,14 @@ def assert_nowhere(cluster, run: PlaybookRun | None = None, texts: tuple[str, ..
         places.update(stdout=run.stdout, stderr=run.stderr, results=json.dumps(run.results))
     places.update({f"text {i}": text for i, text in enumerate(texts)})
     places.update({str(path): path.read_text(errors="replace") for path in files})
-    leaks = [f"{secret[:6]}... in {where}" for where, text in places.items() for secret in SECRETS if secret in text]
+    # as given, and as JSON writes it (a backslash doubled)
+    forms = {secret: (secret, json.dumps(secret)[1:-1]) for secret in SECRETS}
+    leaks = [
+        f"{secret[:6]}... in {where}"
+        for where, text in places.items()
+        for secret in SECRETS
+        if any(form in text for form in forms[secret])
+    ]
     assert not leaks, leaks
 
 
@@ -134,33 +153,83 @@ def test_failing_connections_and_statements(cluster, tmp_path):
     assert_nowhere(cluster, check)
 
 
-def test_upgrade_playbook_at_vvv(cluster, tmp_path):
-    """The password given as ``lamassu_pg_password``: absent from the output, the reports and the server log,
-    whatever the outcome of the playbook (it is not the subject of this test)."""
-    playbook = ROOT / "playbooks" / "upgrade.yml"
-    if not playbook.exists():
-        pytest.skip("playbooks/upgrade.yml does not exist yet")
-    reports = tmp_path / "reports"
-    inventory = {
-        "lamassu_postgres": {
-            "hosts": {
-                "pg1": {
-                    "ansible_connection": "local",
-                    "ansible_python_interpreter": sys.executable,
-                    "lamassu_pg_host": cluster.host,
-                    "lamassu_pg_port": cluster.port,
-                    "lamassu_pg_user": ROLE,
-                    "lamassu_pg_password": SECRET,
-                    "lamassu_pg_database": f"sec_{uuid.uuid4().hex[:8]}",
-                    "lamassu_services": ["ca", "kms"],
-                    "lamassu_report_dir": str(reports),
-                    "lamassu_freeze_sources": False,
-                }
-            }
+def files_holding(directory: Path, secret: str, exclude: tuple[Path, ...] = ()) -> list[str]:
+    """Files under ``directory`` whose bytes hold ``secret`` as given, as JSON or .pgpass write it (unreadable
+    ones are skipped)."""
+    pgpass = secret.replace("\\", "\\\\").replace(":", "\\:")
+    forms = {form.encode() for form in (secret, json.dumps(secret)[1:-1], pgpass)}
+    found = []
+    for path in directory.rglob("*") if directory.exists() else ():
+        try:
+            if path.is_file() and path not in exclude and any(form in path.read_bytes() for form in forms):
+                found.append(str(path))
+        except OSError:
+            continue
+    return found
+
+
+def test_every_playbook_at_vvv(tmp_path):
+    """Every playbook at ``-vvv``, the password (with a ':' and a '\\') given as ``lamassu_pg_password`` of a role
+    the server asks for it (scram on loopback): upgrade, status, rollback, upgrade again, then cleanup in check
+    mode, with a failing dump and with real dumps. The password is absent from the output, the reports and the
+    server log; the dumps, which only the password file of ``pg_dump`` makes possible, exist; no password file is
+    left behind."""
+    services = ("ca", "kms")
+    with password_cluster(services, SPECIAL) as cluster:
+        with pytest.raises(psycopg2.OperationalError):  # the role cannot log in without its password
+            psycopg2.connect(host=cluster.host, port=cluster.port, user=ROLE, dbname="postgres", password="")
+        reports, dumps, tmp = tmp_path / "reports", tmp_path / "dumps", tmp_path / "tmp"
+        tmp.mkdir()
+        inventory = tmp_path / "inventory.json"
+        host = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "lamassu_pg_host": cluster.host,
+            "lamassu_pg_port": cluster.port,
+            "lamassu_pg_user": ROLE,
+            "lamassu_pg_password": SPECIAL,
+            "lamassu_services": list(services),
+            "lamassu_report_dir": str(reports),
         }
-    }
-    inventory_file = tmp_path / "inventory.json"
-    inventory_file.write_text(json.dumps(inventory))
-    proc = run_playbook(playbook, "-i", str(inventory_file), "-vvv")
-    report_files = tuple(p for p in reports.rglob("*") if p.is_file()) if reports.exists() else ()
-    assert_nowhere(cluster, texts=(proc.stdout, proc.stderr), files=report_files)
+        inventory.write_text(json.dumps({"lamassu_postgres": {"hosts": {"pg1": host}}}))
+        # The managed host's temporary files (tempfile) go to a directory the test can search.
+        env = {"TMPDIR": str(tmp)}
+
+        def run(name: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+            proc = run_playbook(ROOT / "playbooks" / name, "-i", str(inventory), "-vvv", *args, env=env)
+            report_files = tuple(p for p in reports.rglob("*") if p.is_file()) if reports.exists() else ()
+            assert_nowhere(cluster, texts=(proc.stdout, proc.stderr), files=report_files)
+            assert (proc.returncode == 0) is ok, proc.stdout[-6000:] + proc.stderr[-3000:]
+            assert not list(tmp.glob("lamassu-pgpass-*")), "a password file was left behind"
+            assert not files_holding(tmp_path, SPECIAL, exclude=(inventory,))
+            return proc
+
+        def cleanup(
+            *extra: str, ok: bool = True, pg_dump: str = cluster.tool("pg_dump")
+        ) -> subprocess.CompletedProcess:
+            options = {
+                "legacy_cleanup_confirm": True,
+                "legacy_cleanup_dump_dir": str(dumps),
+                "legacy_cleanup_pg_dump": pg_dump,
+            }
+            return run("cleanup.yml", "-e", json.dumps(options), *extra, ok=ok)
+
+        run("upgrade.yml")
+        run("status.yml")
+        run("rollback.yml")
+        run("upgrade.yml")
+        cleanup("--check")
+        assert not dumps.exists()
+
+        # A failing dump: the database is kept, the run fails, the password file is removed all the same.
+        failed = cleanup(ok=False, pg_dump="false")
+        assert f"{tmp}/lamassu-pgpass-" in failed.stdout, "the dump did not get a password file"
+        assert "Kept the legacy databases whose dump failed" in failed.stdout
+        assert {"ca", "kms"} <= {name for (name,) in cluster.query("postgres", "SELECT datname FROM pg_database")}
+
+        cleaned = cleanup()
+        assert f"{tmp}/lamassu-pgpass-" in cleaned.stdout
+        assert sorted(p.name for p in dumps.iterdir()) == ["ca.dump", "kms.dump"]
+        assert all(p.stat().st_size > 0 for p in dumps.iterdir())
+        assert not {"ca", "kms"} & {name for (name,) in cluster.query("postgres", "SELECT datname FROM pg_database")}
+        assert not files_holding(Path.home() / ".ansible" / "tmp", SPECIAL)
