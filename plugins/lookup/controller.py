@@ -1,0 +1,51 @@
+# Copyright (c) 2026 Lamassu IoT contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+import multiprocessing
+import os
+import socket
+
+from ansible.plugins.lookup import LookupBase
+
+DOCUMENTATION = r"""
+name: controller
+short_description: The controller host and the process id of the running ansible-playbook
+version_added: 0.1.0
+description:
+  - Returns the name of the controller host and the process id of the C(ansible-playbook) (or C(ansible))
+    process that runs the play, whichever Ansible process evaluates the lookup.
+  - The playbooks of the collection name the owner of the server-wide upgrade lock with it
+    (M(lamassuiot.postgres.postgres_lamassu_lock)).
+author:
+  - Lamassu IoT contributors (@lamassuiot)
+"""
+
+EXAMPLES = r"""
+- name: Show who runs the play
+  ansible.builtin.debug:
+    msg: "{{ lookup('lamassuiot.postgres.controller') }}"
+"""
+
+RETURN = r"""
+_raw:
+  description: One dictionary.
+  type: list
+  elements: dict
+  contains:
+    host:
+      description: The controller's host name.
+      type: str
+      sample: ci-runner-7
+    pid:
+      description: The process id of the main Ansible process of the run.
+      type: int
+      sample: 41235
+"""
+
+
+class LookupModule(LookupBase):
+    def run(self, terms, variables=None, **kwargs):
+        # Tasks are templated in worker processes forked from the main process; the run is the main process.
+        parent = multiprocessing.parent_process()
+        pid = parent.pid if parent is not None else os.getpid()
+        return [{"host": socket.gethostname().split(".")[0] or "unknown", "pid": pid}]

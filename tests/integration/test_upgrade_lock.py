@@ -1,0 +1,134 @@
+"""The server-wide lock of upgrade.yml: two runs on one server, one finishes, the other refuses at once.
+
+Overlap is forced, not hoped for: a stop hook keeps the run that holds the lock waiting at a gate file until the
+test opens it, so the other run meets a held lock whichever of the two gets it first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+
+from tests.harness.ansible import run_playbook
+from tests.harness.fixture import build_legacy
+from tests.harness.pgcluster import Cluster, throwaway_cluster
+from tests.integration.test_migrate_faults import process_tree, wait_for
+from tests.integration.test_playbooks import PLAYBOOKS, SERVICES, copied_schemas, output, recap, write_inventory
+
+HOLDERS = "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'lamassu-lock %'"
+LOCK_KEY = 2359239940
+LOCKED = (
+    "FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+    " AND ((classid::bigint << 32) | objid::bigint) = %s"
+)
+WAIT = 300.0
+
+
+def gated_inventory(tmp_path: Path, cluster: Cluster, name: str, gate: Path) -> Path:
+    """An inventory whose stop hook waits for ``gate``: the run holding the lock stays in it until then."""
+    hooks = tmp_path / "hooks.yml"
+    hooks.write_text(
+        "- name: Wait for the test's gate\n"
+        f"  ansible.builtin.wait_for: {{path: '{gate}', timeout: 600}}\n"
+        "  when: cutover_hook == 'stop'\n"
+    )
+    # a report directory per run: two runs started in the same second share a run id
+    return write_inventory(
+        tmp_path / f"{name}.json", {"srv1": ("dev", cluster, {"cutover_hooks_file": str(hooks)})}, tmp_path / name
+    )
+
+
+def upgrade_in_background(pool: ThreadPoolExecutor, inventory: Path) -> Future:
+    return pool.submit(run_playbook, PLAYBOOKS / "upgrade.yml", "-i", str(inventory))
+
+
+def holding_controller(cluster: Cluster) -> int:
+    """The ansible-playbook process the lock holder names; it runs on this host."""
+    names = wait_for(
+        lambda: [n for (n,) in cluster.query("postgres", f"SELECT application_name {LOCKED}", (LOCK_KEY,))],
+        "a run to hold the lock",
+    )
+    pid = int(names[0].rsplit(" ", 1)[1].split("@")[0])
+    assert "ansible-playbook" in Path(f"/proc/{pid}/cmdline").read_text(), names
+    return pid
+
+
+def holders(cluster: Cluster) -> list[int]:
+    return [pid for (pid,) in cluster.query("postgres", HOLDERS)]
+
+
+def lock_is_free(cluster: Cluster) -> bool:
+    return not holders(cluster) and cluster.query("postgres", f"SELECT count(*) {LOCKED}", (LOCK_KEY,)) == [(0,)]
+
+
+def refused_by(text: str, controller_pid: int) -> bool:
+    """The refusal names the holding run: its start time, controller host and process id."""
+    return (
+        "The upgrade lock of the server" in text
+        and "(started " in text
+        and f"of controller {socket.gethostname().split('.')[0]}, process {controller_pid} " in text
+        and "nothing was changed" in text
+    )
+
+
+def test_two_upgrades_at_once_one_completes_the_other_is_refused_naming_it(tmp_path):
+    gate = tmp_path / "gate"
+    with throwaway_cluster() as cluster, ThreadPoolExecutor(2) as pool:
+        build_legacy(cluster, scale=0.001, services=SERVICES)
+        runs = [upgrade_in_background(pool, gated_inventory(tmp_path, cluster, name, gate)) for name in ("one", "two")]
+        try:
+            controller = holding_controller(cluster)
+            done, _ = wait(runs, timeout=WAIT, return_when=FIRST_COMPLETED)
+        finally:
+            gate.touch()
+        assert len(done) == 1, "one run ends while the other holds the lock"
+        refused_run = done.pop()
+        refused = refused_run.result()
+        completed = next(run for run in runs if run is not refused_run).result(timeout=WAIT)
+
+        assert completed.returncode == 0, output(completed)
+        assert copied_schemas(cluster) == sorted(SERVICES)
+        assert refused.returncode != 0
+        assert refused_by(refused.stdout, controller), output(refused)
+        # refused before preflight: nothing of its own was done
+        assert recap(refused)["srv1"]["changed"] == 0, output(refused)
+        assert "Check everything that would stop the upgrade" not in refused.stdout
+        assert "Copy each legacy database" not in refused.stdout
+
+        wait_for(lambda: lock_is_free(cluster), "the holder session to end")
+        status = run_playbook(PLAYBOOKS / "status.yml", "-i", str(tmp_path / "one.json"))
+        assert status.returncode == 0, output(status)
+
+
+def test_status_runs_while_the_lock_is_held_and_a_killed_run_frees_it(tmp_path):
+    gate = tmp_path / "gate"
+    with throwaway_cluster() as cluster, ThreadPoolExecutor(1) as pool:
+        build_legacy(cluster, scale=0.001, services=SERVICES)
+        inventory = gated_inventory(tmp_path, cluster, "one", gate)
+        first = upgrade_in_background(pool, inventory)
+        controller = holding_controller(cluster)
+        held = holders(cluster)
+        try:
+            status = run_playbook(PLAYBOOKS / "status.yml", "-i", str(inventory))
+            assert status.returncode == 0, output(status)
+
+            dry = run_playbook(PLAYBOOKS / "upgrade.yml", "-i", str(inventory), "--check")
+            assert dry.returncode != 0 and refused_by(dry.stdout, controller), output(dry)
+            assert holders(cluster) == held, "check mode leaves no holder of its own"
+        finally:
+            # SIGKILL the run as a CI runner does; the holder is detached and must notice by itself
+            for pid in process_tree(controller):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        assert first.result(timeout=WAIT).returncode != 0
+
+        wait_for(lambda: lock_is_free(cluster), "the killed run's lock to be freed")
+        gate.touch()
+        again = run_playbook(PLAYBOOKS / "upgrade.yml", "-i", str(inventory))
+        assert again.returncode == 0, output(again)
+        assert copied_schemas(cluster) == sorted(SERVICES)
+        assert lock_is_free(cluster)
