@@ -96,13 +96,39 @@ class ConnectionParams:
         return [v for v in values if v]
 
     def dsn(self, database: str, schema: str) -> dict:
-        """Connection strings for a service: pgx form and libpq form, never with a password."""
+        """Connection strings for a service: pgx form and libpq form, never with a password.
+
+        Every value is quoted as libpq's conninfo parser wants it; the schema is quoted as an identifier in
+        ``search_path`` (capitals, spaces) and, in the libpq form, escaped once more for the server's splitting
+        of ``options`` at white space.
+        """
         host = self.unix_socket or self.host
-        host_part = f"host={host} port={self.port} user={self.user} " if host else f"port={self.port} user={self.user} "
+        parts = [("host", host)] if host else []
+        common = " ".join(
+            f"{key}={conninfo_value(value)}"
+            for key, value in [*parts, ("port", self.port), ("user", self.user), ("dbname", database)]
+        )
+        search_path = quote_ident(schema)
+        options = "-c search_path=" + re.sub(r"([\\\s])", r"\\\1", search_path)
         return {
-            "pgx": f"{host_part}dbname={database} search_path={schema}",
-            "libpq": f"{host_part}dbname={database} options='-c search_path={schema}'",
+            "pgx": f"{common} search_path={conninfo_value(search_path)}",
+            "libpq": f"{common} options={conninfo_value(options, always=True)}",
         }
+
+
+def conninfo_value(value, always: bool = False) -> str:
+    """A value of a libpq ``key=value`` connection string: bare when it can be, else single-quoted and escaped."""
+    text = str(value)
+    if text and not always and not re.search(r"[\s'\\]", text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as it must be written in ``search_path``: bare only when PostgreSQL would not fold or split it."""
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
 
 
 def scrub(text: str, secrets: list[str]) -> str:

@@ -72,6 +72,28 @@ def test_dsn_forms():
     }
 
 
+@pytest.mark.parametrize(
+    ("schema", "database", "search_path", "options"),
+    [
+        ("ca", "lamassu", "ca", "-c search_path=ca"),
+        ("My Schema", "lamassu", '"My Schema"', '-c search_path="My\\ Schema"'),
+        ("Ca", "my db", '"Ca"', '-c search_path="Ca"'),
+        ("it's", "lamassu", '"it\'s"', "-c search_path=\"it's\""),
+        ('q"t\\', "lamassu", '"q""t\\"', '-c search_path="q""t\\\\"'),
+    ],
+)
+def test_dsn_values_are_quoted_as_libpq_reads_them(schema, database, search_path, options):
+    from psycopg2.extensions import parse_dsn
+
+    dsn = params(login_host="db 1", login_user="app").dsn(database, schema)
+    libpq = parse_dsn(dsn["libpq"])  # libpq's own conninfo parser
+    assert libpq == {"host": "db 1", "port": "5432", "user": "app", "dbname": database, "options": options}
+    # The pgx form is the same grammar with search_path as a run-time parameter; libpq names it unknown.
+    with pytest.raises(Exception, match="search_path"):
+        parse_dsn(dsn["pgx"])
+    assert parse_dsn(dsn["pgx"].replace(" search_path=", " options=")) == {**libpq, "options": search_path}
+
+
 def test_scrub_removes_secrets_and_password_assignments():
     text = "failed: password=abc123 host=x; also hunter2 here"
     assert scrub(text, ["hunter2"]) == "failed: password=******** host=x; also ******** here"
