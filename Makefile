@@ -42,7 +42,7 @@ server-packages:
 	mkdir -p .collections/ansible_collections/lamassuiot
 	ln -sfn "$(CURDIR)" $@
 
-test: venv server-packages .collections/ansible_collections/lamassuiot/postgres lint sanity units integration molecule galaxy-build
+test: venv server-packages .collections/ansible_collections/lamassuiot/postgres lint sanity units integration molecule galaxy-build core-matrix
 	@echo "make test: all checks passed"
 
 lint: venv .collections/ansible_collections/lamassuiot/postgres
@@ -126,6 +126,20 @@ galaxy-build: venv
 			|| { cat $(BUILD)/galaxy/$$module.txt; echo "ansible-doc failed for $$module"; exit 1; }; \
 		head -n 1 $(BUILD)/galaxy/$$module.txt; \
 	done
+
+# Sanity and an integration subset with every ansible-core of meta/runtime.yml's requires_ansible (docs/testing.md).
+# One venv per version, cached under build/core/<version>; 2.20 and later need Python 3.12 (skipped without one).
+CORE_VERSIONS ?= 2.16.19 2.17.14 2.18.19 2.19.14 2.21.5
+CORE_JOBS ?= 2
+CORE_TESTS ?= $(addprefix tests/integration/, \
+	test_schema.py::test_check_apply_rerun \
+	test_driver_errors.py::test_migrate_by_a_role_without_usage_on_the_schema_names_schema_and_permission \
+	test_info_module.py::test_a_login_role_without_privileges_is_told_what_it_lacks \
+	test_db_to_schema.py::test_verify_count_and_none \
+	test_writes_during_upgrade.py::test_writes_during_a_frozen_upgrade_are_either_refused_or_copied_exactly_once)
+.PHONY: core-matrix
+core-matrix: venv server-packages .collections/ansible_collections/lamassuiot/postgres
+	$(PY) -m tests.harness.core_matrix --jobs $(CORE_JOBS) --build $(BUILD)/core --tests $(CORE_TESTS) -- $(CORE_VERSIONS)
 
 demo: venv server-packages .collections/ansible_collections/lamassuiot/postgres
 	$(PY) -m tests.harness.demo run --dir $(DEMO_DIR)
