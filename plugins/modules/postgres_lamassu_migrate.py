@@ -147,6 +147,15 @@ version_after:
   returned: always
   type: int
   sample: 20260520120000
+failed_migration:
+  description:
+    - The migration that failed, as goose's C(PartialError.Failed) names it (C(failed) itself is Ansible's flag).
+    - C(statement) is the statement that failed, null when a Python migration or the version table update failed;
+      C(error) is the server's message.
+  returned: failure of a migration
+  type: dict
+  sample: {version: 20260101000000, name: 20260101000000_broken.sql, direction: up,
+           statement: "INSERT INTO no_such_table VALUES (1)", error: "relation \"no_such_table\" does not exist"}
 applied:
   description:
     - Migrations run, in order; in check mode those that would run, with their statements and C(duration_ms=0).

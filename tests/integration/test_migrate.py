@@ -299,6 +299,13 @@ def test_failure_midway_keeps_earlier_migrations(pg, db, tmp_path):
     assert "20260101000000" in msg and "20260101000000_broken.sql" in msg
     assert "statement 2 of 3" in msg and 'relation "no_such_table" does not exist' in msg
     assert [a["version"] for a in result["applied"]] == [1, 20251031174938]
+    assert result["failed_migration"] == {
+        "version": 20260101000000,
+        "name": "20260101000000_broken.sql",
+        "direction": "up",
+        "statement": "INSERT INTO no_such_table VALUES (1);",
+        "error": 'relation "no_such_table" does not exist',
+    }
     assert result["changed"] is True and result["version_after"] == 20251031174938
     assert [p["version"] for p in result["pending"]] == [20260101000000, 20260201000000]
     assert "kms_audit" not in tables_of(pg, db, "kms")  # its statement 1 was rolled back with it
@@ -313,6 +320,8 @@ def test_no_transaction_failure_keeps_statements_before(pg, db, tmp_path):
     )
     result = run_module("postgres_lamassu_migrate", {"database": db, "schema": "app", "path": str(path)}, pg).result
     assert result.get("failed") and "statement 2 of 2" in result["msg"] and "NO TRANSACTION" in result["msg"]
+    assert result["failed_migration"]["name"] == "00001_notx.sql"
+    assert result["failed_migration"]["statement"].startswith("CREATE TABLE first_one")
     assert "first_one" in tables_of(pg, db, "app")
     assert goose_rows(pg, db, "app") == [(0, True)]
 

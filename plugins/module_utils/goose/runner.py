@@ -82,7 +82,15 @@ class PreparedStep:
 
 
 class StepFailed(Exception):
-    """One migration failed; what was applied before it stays applied."""
+    """One migration failed; what was applied before it stays applied.
+
+    ``failed`` names it as goose's ``PartialError.Failed`` does: version, file name, direction and the statement
+    that failed (None when a Python migration or the version table update failed).
+    """
+
+    def __init__(self, message: str, failed: dict):
+        super().__init__(message)
+        self.failed = failed
 
 
 def _env(extra: Mapping[str, object]) -> dict[str, str]:
@@ -182,7 +190,14 @@ class Runner:
                 ". It is a NO TRANSACTION migration: the statements before the failing one stay applied and "
                 "the version was not recorded."
             )
-        return StepFailed(text)
+        failed = {
+            "version": prepared.source.version,
+            "name": prepared.file,
+            "direction": prepared.step.direction,
+            "statement": statement.strip() or None,
+            "error": message,
+        }
+        return StepFailed(text, failed)
 
     def run(self, prepared: PreparedStep) -> list[str]:
         """Run one migration and its version-row change; return the statements it executed."""
@@ -338,7 +353,7 @@ def _apply(session, store, migrations, before, plan, prepared, table_exists, sea
             # The connection may be gone (backend terminated): then the history is what the applied steps made.
             done = [p.step for p in prepared[: len(applied)]]
             after = before.after(done) if session.conn.closed else store.read()
-            partial = _report(migrations, before, after, applied, queries)
+            partial = {**_report(migrations, before, after, applied, queries), "failed_migration": exc.failed}
             raise OperationFailed(str(exc), partial) from None
         applied.append(_applied_entry(item, executed, round((time.monotonic() - started) * 1000)))
     return _report(migrations, before, store.read(), applied, queries)
