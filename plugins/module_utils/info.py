@@ -46,6 +46,8 @@ class InfoRequest:
     services: tuple[str, ...]
     source_prefix: str = ""
     migrations_path: str | None = None
+    # Files "<service>/<file>" of a migrations directory listed on the controller, instead of migrations_path.
+    migration_files: tuple[str, ...] | None = None
     disk_margin: float = 1.5
     if_target_exists: str = "fail"
 
@@ -389,12 +391,19 @@ def read_legacy(params: ConnectionParams, facts: LegacyFacts) -> None:
         conn.close()
 
 
-def read_migrations(path: str, service: str, history: History) -> MigrationFacts:
+def read_migrations(path: str, service: str, history: History, listed: tuple[str, ...] | None = None) -> MigrationFacts:
+    """The pending migrations of ``service`` from ``<path>/<service>``, or from the ``<service>/<file>`` names of
+    ``listed`` when the directory is on the controller."""
     directory = os.path.join(path, service)
-    if not os.path.isdir(directory):
+    names = None
+    if listed is not None:
+        names = [name.split("/", 1)[1] for name in listed if name.startswith(service + "/") and name.count("/") == 1]
+        if not names:
+            return MigrationFacts()
+    elif not os.path.isdir(directory):
         return MigrationFacts()
     try:
-        sources = collect(directory)
+        sources = collect(directory, names)
     except InvalidInput as exc:
         return MigrationFacts(found=True, error=str(exc))
     return MigrationFacts(found=True, pending=pending_entries(sources, history))
@@ -437,8 +446,10 @@ def gather(params: ConnectionParams, request: InfoRequest) -> dict:
     for service in request.services:
         schema = unified.schemas.get(service, SchemaFacts())
         counted = schema.history if schema.copy else legacy[service].history
-        if request.migrations_path:
-            migrations[service] = read_migrations(request.migrations_path, service, counted or History())
+        if request.migrations_path or request.migration_files is not None:
+            migrations[service] = read_migrations(
+                request.migrations_path or "", service, counted or History(), request.migration_files
+            )
         found = migrations.get(service)
         pending = len(found.pending) if found and found.found and not found.error else None
         phases[service] = service_phase(legacy[service].exists, schema.copy, schema.goose_version, pending)

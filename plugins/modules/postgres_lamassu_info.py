@@ -40,6 +40,13 @@ options:
       - When given, pending migrations are listed per service, a pending Go migration without a Python port is a
         problem, and a copied service with nothing pending is V(migrated).
     type: path
+  migration_files:
+    description:
+      - The files of a migrations directory that is not on the managed host (the Ansible controller's), as
+        C(<service>/<file name>) paths relative to it; used like O(migrations_path) without reading the files.
+      - The C(preflight) role lists C(lamassu_migrations_dir) on the controller and passes it here.
+    type: list
+    elements: str
   disk_margin:
     description:
       - The free space of the data directory must be at least the size of the legacy databases still to copy
@@ -220,6 +227,7 @@ def argument_spec() -> dict:
         "services": {"type": "list", "elements": "str", "default": list(SERVICES)},
         "source_prefix": {"type": "str", "default": ""},
         "migrations_path": {"type": "path"},
+        "migration_files": {"type": "list", "elements": "str"},
         "disk_margin": {"type": "float", "default": 1.5},
         "if_target_exists": {"type": "str", "default": "fail", "choices": ["fail", "replace"]},
     }
@@ -232,6 +240,7 @@ def work(ctx: ModuleContext) -> dict:
         services=tuple(p["services"]),
         source_prefix=p["source_prefix"],
         migrations_path=p["migrations_path"],
+        migration_files=tuple(p["migration_files"]) if p["migration_files"] is not None else None,
         disk_margin=p["disk_margin"],
         if_target_exists=p["if_target_exists"],
     )
@@ -242,7 +251,7 @@ def work(ctx: ModuleContext) -> dict:
 
 
 def main() -> None:
-    run_module(argument_spec(), work)
+    run_module(argument_spec(), work, mutually_exclusive=[("migrations_path", "migration_files")])
 
 
 if __name__ == "__main__":

@@ -315,6 +315,8 @@ def test_preflight_reports_every_problem_at_once(pg, unique_name, tmp_path):
     go.mkdir(parents=True)
     (go / "20270101000000_rewrite.go").write_text("package migrations\n")
     (go / "00000000000001_old.go").write_text("package migrations\n")  # applied long ago: not pending
+    # Older than the current version and never applied: missing, and the migrate module would refuse it too.
+    (go / "20200101000000_never_applied.go").write_text("package migrations\n")
     out = tmp_path / "problems.json"
     role_vars = {
         "preflight_services": ["va", "kms"],
@@ -346,6 +348,7 @@ def test_preflight_reports_every_problem_at_once(pg, unique_name, tmp_path):
     assert len(problems) == 4, problems
     for fragment in ("occupied", f"legacy database '{prefix}kms' is missing", "not enough free disk", "20270101000000"):
         assert sum(fragment in p for p in problems) == 1, (fragment, problems)
+    assert "cannot be run: 20200101000000, 20270101000000" in " ".join(problems)
 
     path.write_text(json.dumps([play(pg.module_defaults(), True)]))
     proc = run_playbook(path, "-i", "localhost,", "-c", "local")

@@ -197,3 +197,16 @@ def test_other_sessions_on_a_legacy_database_are_a_warning():
     legacy = {"ca": LegacyFacts(database="ca", exists=True, owned=True, other_sessions=["pid 1 user x"])}
     problems, warnings = _assess(legacy=legacy)
     assert problems == [] and "1 other session" in warnings[0]
+
+
+def test_pending_from_files_listed_on_the_controller():
+    from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.plan import History, HistoryRow
+    from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import read_migrations
+
+    history = History((HistoryRow(1, 0), HistoryRow(2, 10), HistoryRow(3, 30)))
+    listed = ("va/10_a.sql", "va/20_b.go", "va/30_c.sql", "va/40_d.go", "va/40_d.py", "ca/50_e.go", "va/sub/60_f.go")
+    found = read_migrations("/controller/only", "va", history, listed)
+    assert found.found and not found.error
+    assert [(p["version"], p["kind"]) for p in found.pending] == [(20, "go"), (40, "py")]
+    assert found.blocked_go == [20]  # older than the current version and never applied: still blocked
+    assert read_migrations("/controller/only", "kms", history, listed) == MigrationFacts()

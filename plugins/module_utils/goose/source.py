@@ -87,15 +87,16 @@ def _duplicate(directory: str, version: int, first: str, second: str) -> Invalid
     return InvalidInput(f"found duplicate migration version {version} in {directory}: {first} and {second}")
 
 
-def collect(directory: str) -> list[MigrationSource]:
+def collect(directory: str, names: list[str] | None = None) -> list[MigrationSource]:
     """All migrations of ``directory`` sorted by version, as goose's Provider collects them.
 
     ``*.sql``, ``*.go`` (except ``*_test.go``) and our ``*.py``; a ``.go`` and a
     ``.py`` of one version pair up as kind ``py``; any other pair of files with one
-    version is an error naming both.
+    version is an error naming both. ``names``: the file names of a directory listed elsewhere (on the Ansible
+    controller), planned from without reading the directory.
     """
     by_version: dict[int, dict[str, str]] = {}
-    for name in _list_files(directory):
+    for name in sorted(names) if names is not None else _list_files(directory):
         version = parse_version(name)
         kind = _kind_of(name)
         if version is None or kind is None:
