@@ -526,8 +526,13 @@ def test_freeze_source_refuses_writers_and_keeps_acknowledged_writes(pg, legacy)
     while len(writer.acknowledged) < 5:
         time.sleep(0.01)
     try:
+        planned = run_module(MODULE, args, pg, check=True).result
+        freeze = f'ALTER DATABASE "{source}" SET "default_transaction_read_only" = on'
+        assert freeze in planned["queries"] and any("pg_terminate_backend" in q for q in planned["queries"]), planned
+        assert writer.refused == 0, "check mode froze nothing"
         frozen = run_module(MODULE, args, pg).result
         assert frozen["changed"] is True and frozen["source"]["frozen"] is True, frozen.get("msg")
+        assert freeze in frozen["queries"] and any("pg_terminate_backend" in q for q in frozen["queries"])
         refused_during_run = writer.refused
         acknowledged = list(writer.acknowledged)
         time.sleep(0.3)
@@ -549,6 +554,7 @@ def test_freeze_source_refuses_writers_and_keeps_acknowledged_writes(pg, legacy)
 
     rerun = run_module(MODULE, args, pg).result
     assert rerun["changed"] is False and rerun["source"]["frozen"] is True
+    assert rerun["source_changed"] is False, "the writes before the freeze are in the copy: " + str(rerun)
 
     lifted = run_module(MODULE, {**args, "state": "absent"}, pg).result
     assert lifted["changed"] is True and lifted["source"]["frozen"] is False, lifted.get("msg")
