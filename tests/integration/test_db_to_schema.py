@@ -421,9 +421,7 @@ def test_writes_to_the_source_after_its_copy_are_reported_and_block_its_drop(pg,
             sql.Identifier(GOOSE_TABLE)
         ),
     )
-    rerun, facts, dropped = run_tasks(
-        [{FQCN: args}, {INFO: info}, {FQCN: {**args, "drop_source": True}}], pg
-    ).results
+    rerun, facts, dropped = run_tasks([{FQCN: args}, {INFO: info}, {FQCN: {**args, "drop_source": True}}], pg).results
     assert rerun["changed"] is False and rerun["source_changed"] is True, rerun
     assert rerun["source_changes"] == [f"table {GOOSE_TABLE}: 1 updates"]
     assert any("changed after its copy" in w and "if_target_exists=replace" in w for w in rerun["warnings"])
