@@ -78,7 +78,7 @@ def test_dsn_forms():
         ("ca", "lamassu", "ca", "-c search_path=ca"),
         ("My Schema", "lamassu", '"My Schema"', '-c search_path="My\\ Schema"'),
         ("Ca", "my db", '"Ca"', '-c search_path="Ca"'),
-        ("it's", "lamassu", '"it\'s"', "-c search_path=\"it's\""),
+        ("it's", "lamassu", '"it\'s"', '-c search_path="it\'s"'),
         ('q"t\\', "lamassu", '"q""t\\"', '-c search_path="q""t\\\\"'),
     ],
 )
