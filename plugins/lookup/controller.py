@@ -1,12 +1,6 @@
 # Copyright (c) 2026 Lamassu IoT contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-import multiprocessing
-import os
-import socket
-
-from ansible.plugins.lookup import LookupBase
-
 DOCUMENTATION = r"""
 name: controller
 short_description: The controller host and the process id of the running ansible-playbook
@@ -41,6 +35,14 @@ _raw:
       type: int
       sample: 41235
 """
+
+
+# Ansible wants the documentation first.
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+
+from ansible.plugins.lookup import LookupBase  # noqa: E402
 
 
 class LookupModule(LookupBase):

@@ -54,7 +54,7 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND ((l.classid::bigint << 32) | l.objid::bigint) = %s
 ORDER BY a.backend_start
 """
-_SESSION_GONE = "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE pid = ANY(%s)"
+_SESSIONS_LEFT = "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE pid = ANY(%s)"
 _OWNER_PATTERN = re.compile(rf"^{HOLDER_PREFIX} (\S+) (\d+)@(\S*)$")
 
 
@@ -166,6 +166,12 @@ def take(params: ConnectionParams, owner: Owner, timeout: int, watch_pid: int | 
     owner.validate()
     if timeout <= 0:
         raise InvalidInput(f"The lock timeout must be a positive number of seconds, not {timeout}")
+    if watch_pid and not ProcessWatch(watch_pid).alive():
+        # a holder watching a process it cannot see would free the lock as soon as it took it
+        raise InvalidInput(
+            f"The controller process {watch_pid} is not running where the module runs: watch_controller needs "
+            "the module to run on the controller (ansible_connection=local)"
+        )
     queries: list[str] = []
     session = Session(connect(params, LOCK_DATABASE), queries)
     try:
@@ -205,7 +211,7 @@ def release(params: ConnectionParams, owner: Owner | None, check_mode: bool) -> 
                 session.execute(TERMINATE, (holder.backend_pid,), what="end the upgrade lock holder")
         pids = [h.backend_pid for h in holders]
         deadline = time.monotonic() + RELEASE_WAIT_SECONDS
-        while pids and not check_mode and session.fetch_value(_SESSION_GONE, (pids,)):
+        while pids and not check_mode and session.fetch_value(_SESSIONS_LEFT, (pids,)):
             if time.monotonic() >= deadline:
                 raise OperationFailed(f"The upgrade lock holder sessions {pids} did not end within the wait")
             time.sleep(POLL_SECONDS)

@@ -82,7 +82,7 @@ def test_two_upgrades_at_once_one_completes_the_other_is_refused_naming_it(tmp_p
         runs = [upgrade_in_background(pool, gated_inventory(tmp_path, cluster, name, gate)) for name in ("one", "two")]
         try:
             controller = holding_controller(cluster)
-            done, _ = wait(runs, timeout=WAIT, return_when=FIRST_COMPLETED)
+            done, _pending = wait(runs, timeout=WAIT, return_when=FIRST_COMPLETED)
         finally:
             gate.touch()
         assert len(done) == 1, "one run ends while the other holds the lock"

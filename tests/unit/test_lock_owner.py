@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.connection import ConnectionParams
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import InvalidInput
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.upgrade_lock import (
     APPLICATION_NAME_BYTES,
@@ -15,6 +16,7 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.upgrade_lock i
     ProcessWatch,
     refusal,
     run_started,
+    take,
 )
 
 
@@ -92,3 +94,11 @@ def test_the_watch_ends_with_the_process_even_before_it_is_collected():
     assert not watch.alive()
     child.wait()
     assert not watch.alive()
+
+
+def test_a_holder_never_watches_a_process_it_cannot_see():
+    child = subprocess.Popen(["true"])
+    child.wait()
+    owner = Owner("r1", "ctl", child.pid)
+    with pytest.raises(InvalidInput, match="not running where the module runs"):
+        take(ConnectionParams(), owner, 60, child.pid, check_mode=False)  # refused before any connection
