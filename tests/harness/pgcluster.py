@@ -435,6 +435,7 @@ def start_cluster(
     requested = Path(base_dir or tempfile.mkdtemp(prefix="lamassu-pg-"))
     requested.mkdir(parents=True, exist_ok=True)
     requested = requested.resolve()
+    bin_dir = reachable_bin_dir(bin_dir or find_bin_dir())
     reason = _relocation_reason(requested)
     base = relocated_dir(requested) if reason else requested
     if reason:
@@ -443,7 +444,6 @@ def start_cluster(
             _kill_leftover_server(str(base / "data"))
             shutil.rmtree(base)
         base.mkdir()
-    bin_dir = reachable_bin_dir(bin_dir or find_bin_dir())
     cluster = Cluster(
         host="127.0.0.1",
         port=port or free_port(),
