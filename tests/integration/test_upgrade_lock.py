@@ -13,7 +13,7 @@ import socket
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from tests.harness.ansible import run_playbook
+from tests.harness.ansible import run_playbook, run_tasks
 from tests.harness.fixture import build_legacy
 from tests.harness.pgcluster import Cluster, throwaway_cluster
 from tests.integration.test_migrate_faults import process_tree, wait_for
@@ -132,3 +132,38 @@ def test_status_runs_while_the_lock_is_held_and_a_killed_run_frees_it(tmp_path):
         assert again.returncode == 0, output(again)
         assert copied_schemas(cluster) == sorted(SERVICES)
         assert lock_is_free(cluster)
+
+
+def test_module_check_then_take_then_rerun_then_release(pg):
+    module = "lamassuiot.postgres.postgres_lamassu_lock"
+    owner = {"run_id": "20261202T073303Z", "controller_host": "ctl", "controller_pid": 4242}
+    try_lock = f"SELECT pg_try_advisory_lock({LOCK_KEY})"
+    try:
+        dry = run_tasks([{module: owner}], pg, check=True).result
+        assert dry["changed"] and dry["holder"] is None and dry["queries"] == [try_lock], dry
+        assert lock_is_free(pg)
+
+        taken = run_tasks([{module: owner}], pg).result
+        assert taken["changed"] and taken["queries"] == [try_lock], taken
+        assert taken["holder"]["application_name"] == "lamassu-lock 20261202T073303Z 4242@ctl"
+        assert holders(pg) == [taken["holder"]["backend_pid"]]
+
+        again = run_tasks([{module: owner}], pg).result
+        assert not again["changed"] and again["holder"] == taken["holder"], again
+
+        other = run_tasks([{module: {**owner, "controller_pid": 7}}], pg).result
+        assert other["failed"] and "process 4242 (server process" in other["msg"], other
+        assert other["holder"]["controller_pid"] == 4242 and holders(pg) == [taken["holder"]["backend_pid"]]
+
+        released = run_tasks([{module: {**owner, "state": "absent"}}], pg).result
+        assert released["changed"] and released["queries"] == [
+            f"SELECT pg_terminate_backend({taken['holder']['backend_pid']})"
+        ]
+        assert lock_is_free(pg)
+        assert not run_tasks([{module: {**owner, "state": "absent"}}], pg).result["changed"]
+
+        # a run that never releases: the holder gives the lock up after its timeout
+        run_tasks([{module: {**owner, "timeout": 1}}], pg)
+        wait_for(lambda: lock_is_free(pg), "the holder's time limit")
+    finally:
+        run_tasks([{module: {"state": "absent", "force": True}}], pg)
