@@ -189,10 +189,14 @@ def one_version(version: str, args: argparse.Namespace, scratch_root: Path) -> O
         try:
             step()
         except (RuntimeError, subprocess.CalledProcessError) as exc:
-            outcome.status, outcome.detail = "FAILED", f"{name}: {exc}; log: {log}"
-            return outcome
+            outcome.status = "FAILED"
+            outcome.detail += f"{name}: {exc}; "
+            if name == "setup":
+                break
         finally:
             outcome.seconds[name] = time.monotonic() - started
+    if outcome.status == "FAILED":
+        outcome.detail += f"log: {log}"
     return outcome
 
 
@@ -218,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         timing = ", ".join(f"{k} {v:.0f} s" for k, v in o.seconds.items())
         print(f"  {o.version:<9} Python {o.python or '-':<5} {o.status:<8} {timing} {o.detail}".rstrip())
         if o.status == "FAILED":
-            tail = (args.build / o.version / "run.log").read_text().splitlines()[-40:]
-            print("\n".join(f"    | {line}" for line in tail))
+            lines = (args.build / o.version / "run.log").read_text().splitlines()
+            wanted = [line for line in lines if re.match(r"(ERROR|FATAL): |FAILED |E   ", line)]
+            print("\n".join(f"    | {line}" for line in (wanted or lines)[-60:]))
     return 1 if any(o.status == "FAILED" for o in outcomes) else 0
 
 
