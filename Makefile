@@ -79,6 +79,7 @@ PG_EXTRA_TESTS ?= $(addprefix tests/integration/, \
 	test_db_to_schema.py::test_non_public_source_schema_and_references_outside_it \
 	test_db_to_schema.py::test_target_holding_empty_lamassu_tables_fail_then_replace \
 	test_db_to_schema.py::test_freeze_source_refuses_writers_and_keeps_acknowledged_writes \
+	test_db_to_schema.py::test_writes_to_the_source_after_its_copy_are_reported_and_block_its_drop \
 	test_schema.py::test_check_apply_rerun \
 	test_schema.py::test_truncated_needs_force_and_keeps_goose_history \
 	test_schema.py::test_hostile_names_are_identifiers_not_sql \
