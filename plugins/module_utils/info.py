@@ -29,13 +29,12 @@ from .errors import InvalidInput, LamassuError, OperationFailed
 from .goose.plan import History, pending_entries
 from .goose.source import collect
 from .goose.store import VersionStore
-from .lamassu import GOOSE_TABLE
+from .lamassu import GOOSE_TABLE, MAINTENANCE_DATABASE
 from .names import check_identifier
 from .session import Session
 
 PHASES = ("legacy", "copied", "migrated", "cleaned")
 MINIMUM_SERVER_VERSION = 130000
-MAINTENANCE_DATABASE = "postgres"
 LOCAL_HOSTS = ("", "localhost", "127.0.0.1", "::1")
 SOURCE_SCHEMA = "public"
 

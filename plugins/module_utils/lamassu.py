@@ -7,6 +7,8 @@ from __future__ import annotations
 SERVICES: tuple[str, ...] = ("ca", "devicemanager", "dmsmanager", "alerts", "va", "kms")
 DEFAULT_DATABASE = "lamassu"
 GOOSE_TABLE = "goose_db_version"
+# The database a connection opens when it has none of its own to open (creating the unified one, the lock).
+MAINTENANCE_DATABASE = "postgres"
 # Where the copy module keeps its journal: outside every service schema.
 JOURNAL_SCHEMA = "lamassu_migration"
 COLLECTION_VERSION = "0.1.0"

@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from ._pg import sql
 from .connection import ConnectionParams, connect
 from .errors import InvalidInput, OperationFailed
-from .lamassu import GOOSE_TABLE
+from .lamassu import GOOSE_TABLE, MAINTENANCE_DATABASE
 from .names import check_identifier
 from .session import Session
 
-MAINTENANCE_DATABASE = "postgres"
 STATES = ("present", "absent", "truncated")
 # Runs on one database take turns (a session advisory lock in the maintenance database): without it, two runs
 # at once both read "missing" and the second fails on a duplicate CREATE DATABASE / CREATE SCHEMA.

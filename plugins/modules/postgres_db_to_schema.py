@@ -253,6 +253,7 @@ queries:
 """
 
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.engine import CopyRequest, run_copy
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.module import ModuleContext, run_module
 
 
@@ -260,7 +261,7 @@ def argument_spec() -> dict:
     return {
         "source_database": {"type": "str", "required": True},
         "source_schema": {"type": "str", "default": "public"},
-        "target_database": {"type": "str", "default": "lamassu"},
+        "target_database": {"type": "str", "default": DEFAULT_DATABASE},
         "target_schema": {"type": "str"},
         "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
         "jobs": {"type": "int", "default": 2},

@@ -13,6 +13,7 @@ import json
 import uuid
 from pathlib import Path
 
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import SERVICES
 from tests.integration.test_migrate_faults import (
     advisory_locks,
     kill_tree,
@@ -21,7 +22,7 @@ from tests.integration.test_migrate_faults import (
     wait_for,
 )
 
-SERVICES_SCHEMAS = ["ca", "devicemanager", "dmsmanager", "alerts", "va", "kms"]
+SERVICES_SCHEMAS = list(SERVICES)
 IN_PROGRESS = "already in progress"
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from .._pg import extensions, psycopg2, sql
 from ..connection import ConnectionParams, connect
 from ..errors import InvalidInput, LamassuError, OperationFailed
+from ..lamassu import GOOSE_TABLE
 from ..names import check_identifier
 from ..session import Session
 from .lock import MigrationLock
@@ -51,7 +52,7 @@ class MigrateRequest:
     path: str
     command: str = "up"
     version: int | None = None
-    table: str = "goose_db_version"
+    table: str = GOOSE_TABLE
     allow_missing: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
 
