@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from ._pg import sql
 from .connection import ConnectionParams, connect
 from .errors import InvalidInput, OperationFailed
 from .lamassu import GOOSE_TABLE, MAINTENANCE_DATABASE
+from .locks import LockKey, take
 from .names import check_identifier
 from .session import Session
 
@@ -142,15 +142,14 @@ def plan_truncated(request: SchemaRequest, current: dict[str, SchemaState], tabl
 
 def take_turn(session: Session, database: str, timeout: float = RUN_LOCK_TIMEOUT) -> None:
     """Wait (bounded) until no other run works on ``database``; the lock ends with the session."""
-    deadline = time.monotonic() + timeout
-    query = "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))"
-    while not session.fetch_value(query, (RUN_LOCK_NAMESPACE, database)):
-        if time.monotonic() >= deadline:
-            raise OperationFailed(
-                f"Another run on database {database!r} is already in progress (it holds the advisory lock of "
-                f"{RUN_LOCK_NAMESPACE!r}); gave up after {timeout:g} s. Nothing was changed."
-            )
-        time.sleep(RUN_LOCK_INTERVAL)
+
+    def refuse(_holders) -> OperationFailed:
+        return OperationFailed(
+            f"Another run on database {database!r} is already in progress (it holds the advisory lock of "
+            f"{RUN_LOCK_NAMESPACE!r}); gave up after {timeout:g} s. Nothing was changed."
+        )
+
+    take(session, LockKey.names(RUN_LOCK_NAMESPACE, database), refuse, timeout, RUN_LOCK_INTERVAL)
 
 
 def ensure(params: ConnectionParams, request: SchemaRequest, check_mode: bool) -> dict:

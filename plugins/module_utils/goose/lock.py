@@ -8,6 +8,7 @@ import time
 
 from .._pg import extensions
 from ..errors import OperationFailed
+from ..locks import Holder, LockKey, take, unlock
 
 # goose's Postgres session locker id (lock.DefaultLockID): 4097083626, the CRC-32 of "goose", as the
 # design contract fixes it. Some goose v3 releases define it as the CRC-64/ECMA of "goose" instead;
@@ -19,15 +20,6 @@ MIGRATION_LOCK_IDS = (GOOSE_LOCK_ID, CRC64_GOOSE_LOCK_ID)
 # goose waits 60 x 5 s; we poll more often within the same bound.
 DEFAULT_LOCK_TIMEOUT = 300.0
 DEFAULT_LOCK_INTERVAL = 0.5
-
-_HOLDERS = """
-SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.client_addr::text, 'local'), a.backend_start
-FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
--- pg_locks splits a bigint key in two 32-bit halves
-WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
-  AND ((l.classid::bigint << 32) | l.objid::bigint) = %s
-"""
 
 
 class MigrationLock:
@@ -51,29 +43,28 @@ class MigrationLock:
     def acquire(self) -> None:
         deadline = time.monotonic() + self.timeout
         for lock_id in self.ids:
-            while not self.session.fetch_value("SELECT pg_try_advisory_lock(%s)", (lock_id,)):
-                if time.monotonic() >= deadline:
-                    holder = self._describe_holder(lock_id)
-                    self.release()
-                    raise OperationFailed(
-                        f"Another migration is in progress on database {self.database!r}: the goose advisory lock "
-                        f"{lock_id} is held{holder}; gave up after {self.timeout:g} s. Nothing was changed; "
-                        "run again when it has finished."
-                    )
-                time.sleep(self.interval)
+            try:
+                take(
+                    self.session, LockKey.number(lock_id), self._refusal(lock_id), self.timeout, self.interval, deadline
+                )
+            except OperationFailed:
+                self.release()
+                raise
             self.held.append(lock_id)
 
     def release(self) -> None:
         while self.held:
-            lock_id = self.held.pop()
-            self.session.fetch_value("SELECT pg_advisory_unlock(%s)", (lock_id,))
+            unlock(self.session, LockKey.number(self.held.pop()))
 
-    def _describe_holder(self, lock_id: int) -> str:
-        row = self.session.fetch_one(_HOLDERS, (lock_id,))
-        if row is None:
-            return ""
-        pid, application, client, started = row
-        return f" by backend pid {pid} (application {application or 'unknown'!r}, client {client}, since {started})"
+    def _refusal(self, lock_id: int):
+        def refuse(holders: list[Holder]) -> OperationFailed:
+            return OperationFailed(
+                f"Another migration is in progress on database {self.database!r}: the goose advisory lock "
+                f"{lock_id} is held{_described(holders)}; gave up after {self.timeout:g} s. Nothing was changed; "
+                "run again when it has finished."
+            )
+
+        return refuse
 
     def __enter__(self) -> MigrationLock:
         self.acquire()
@@ -85,3 +76,13 @@ class MigrationLock:
         if self.session.conn.get_transaction_status() != extensions.TRANSACTION_STATUS_IDLE:
             self.session.conn.rollback()
         self.release()
+
+
+def _described(holders: list[Holder]) -> str:
+    if not holders:
+        return ""
+    first = holders[0]
+    return (
+        f" by backend pid {first.pid} (application {first.application or 'unknown'!r}, client {first.client}, "
+        f"since {first.since})"
+    )

@@ -1,0 +1,97 @@
+# Copyright (c) 2026 Lamassu IoT contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Session advisory locks taken with ``pg_try_advisory_lock`` and retried for a bounded time.
+
+Every run that must wait its turn goes through ``take``: the copy (its target schema), the schema module (its
+database) and goose (its migration lock). Each caller names its key and says what to report when the lock stays
+held; ``holders`` lists the server processes that hold a key, for that message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import LamassuError
+
+# pg_locks keeps a bigint key in two 32-bit halves (objsubid 1), a pair of int4 keys as they are (objsubid 2).
+_BIGINT_KEY = "l.objsubid = 1 AND ((l.classid::bigint << 32) | l.objid::bigint) = %s"
+_PAIR_KEY = (
+    "l.objsubid = 2 AND l.classid = (hashtext(%s)::bigint & 4294967295)::text::oid "
+    "AND l.objid = (hashtext(%s)::bigint & 4294967295)::text::oid"
+)
+_HOLDERS = """
+SELECT l.pid, coalesce(a.application_name, ''), coalesce(a.client_addr::text, 'local'), a.backend_start
+FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted
+  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+  AND {key}
+ORDER BY l.pid
+"""
+
+
+@dataclass(frozen=True)
+class LockKey:
+    """One advisory lock key: a bigint (``LockKey.number``) or two names hashed with ``hashtext`` (``LockKey.names``)."""
+
+    params: tuple
+    arguments: str  # the key as the arguments of pg_try_advisory_lock / pg_advisory_unlock
+    match: str  # the key as a condition on pg_locks l
+
+    @classmethod
+    def number(cls, key: int) -> LockKey:
+        return cls((key,), "%s", _BIGINT_KEY)
+
+    @classmethod
+    def names(cls, namespace: str, name: str) -> LockKey:
+        return cls((namespace, name), "hashtext(%s), hashtext(%s)", _PAIR_KEY)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A server process that holds a lock, as pg_stat_activity shows it."""
+
+    pid: int
+    application: str
+    client: str
+    since: object
+
+
+def try_lock(session, key: LockKey) -> bool:
+    """One attempt; true when this session holds the lock now."""
+    return bool(session.fetch_value(f"SELECT pg_try_advisory_lock({key.arguments})", key.params))
+
+
+def unlock(session, key: LockKey) -> None:
+    session.fetch_value(f"SELECT pg_advisory_unlock({key.arguments})", key.params)
+
+
+def holders(session, key: LockKey) -> list[Holder]:
+    return [Holder(*row) for row in session.fetch_all(_HOLDERS.format(key=key.match), key.params)]
+
+
+def take(
+    session,
+    key: LockKey,
+    refusal: Callable[[list[Holder]], LamassuError],
+    timeout: float,
+    interval: float,
+    deadline: float | None = None,
+    wait_while_held: bool = True,
+) -> None:
+    """Take ``key``, trying every ``interval`` s until ``timeout`` s (or the given ``deadline``) have passed.
+
+    When the lock stays held, raise what ``refusal`` makes of the list of its holders. With
+    ``wait_while_held=False`` a lock held by a listed server process fails at once; only a holder that is no
+    longer listed (its connection has just closed, its process ends a moment later) is waited for.
+    """
+    deadline = time.monotonic() + timeout if deadline is None else deadline
+    while not try_lock(session, key):
+        if not wait_while_held:
+            found = holders(session, key)
+            if found or time.monotonic() > deadline:
+                raise refusal(found)
+        elif time.monotonic() >= deadline:
+            raise refusal(holders(session, key))
+        time.sleep(interval)
