@@ -26,9 +26,10 @@ from .connection import ConnectionParams, connect
 from .dbcopy import freeze, source_changes
 from .dbcopy.journal import CopyRecord, Journal
 from .errors import InvalidInput, LamassuError, OperationFailed
-from .goose.plan import History, pending_entries
+from .goose.plan import pending_entries
 from .goose.source import collect
 from .goose.store import VersionStore
+from .goose_history import History
 from .lamassu import GOOSE_TABLE, MAINTENANCE_DATABASE
 from .names import check_identifier
 from .session import Session

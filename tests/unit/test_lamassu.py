@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_collection_version_is_the_galaxy_version():
     galaxy = yaml.safe_load((ROOT / "galaxy.yml").read_text())
-    assert COLLECTION_VERSION == galaxy["version"]
+    assert galaxy["version"] == COLLECTION_VERSION
 
 
 def test_services_lookup_returns_the_services():

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from .._pg import sql
 from ..errors import InvalidInput
+from ..goose_history import read_history
 from ..lamassu import GOOSE_TABLE
 
 # OIDs below this are built into the server: their binary COPY format is the same in every database.
@@ -164,9 +165,6 @@ class SourceCatalog:
     extensions: list[Extension] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
     goose_version: int | None = None
-
-    def table(self, name: str) -> Table:
-        return next(t for t in self.tables if t.name == name)
 
 
 def grants_from_rows(rows) -> list[Grant] | None:
@@ -578,11 +576,11 @@ def _read_views(session, ns: int, catalog: SourceCatalog) -> None:
 
 
 def read_goose_version(session, catalog: SourceCatalog) -> int | None:
+    """goose's current version of the source schema (as the migrate module reads it); None without a goose table."""
     if not any(t.name == GOOSE_TABLE for t in catalog.tables):
         return None
-    return session.fetch_value(
-        sql.SQL("SELECT max(version_id) FROM {} WHERE is_applied").format(sql.Identifier(catalog.schema, GOOSE_TABLE))
-    )
+    history = read_history(session, catalog.schema, GOOSE_TABLE)
+    return None if history is None else history.current_version
 
 
 def view_order(views: list[View]) -> list[View]:

@@ -4,7 +4,7 @@
 
 The definitions read by ``catalog`` are unqualified for source objects; every
 statement here runs with ``search_path`` = staging schema, ``pg_catalog`` and
-the extension schemas (``search_path_for``), so those definitions resolve to
+the extension schemas (set by the copy before it runs them), so those definitions resolve to
 the staging objects. The objects this module names itself are qualified with
 the staging schema.
 
@@ -24,11 +24,6 @@ from .._pg import sql
 from .catalog import Column, Grant, Sequence, SourceCatalog, Table, TypeDef, view_order
 
 POST_DATA_KINDS = ("p", "u", "x")
-
-
-def search_path_for(staging: str, extension_schemas: list[str]) -> sql.Composable:
-    names = [staging, "pg_catalog", *[s for s in extension_schemas if s not in (staging, "pg_catalog")]]
-    return sql.SQL("SET search_path TO {}").format(sql.SQL(", ").join(sql.Identifier(n) for n in dict.fromkeys(names)))
 
 
 def _comment(kind: str, target: sql.Composable, text: str | None) -> list[sql.Composable]:

@@ -46,15 +46,15 @@ def is_frozen(session, database: str) -> bool:
     return (current_setting(session, database) or "").lower() in ("on", "true", "1", "yes")
 
 
-def other_sessions(session, database: str, exclude: list[int] | None = None) -> list[str]:
-    """Human-readable descriptions of the sessions connected to ``database`` other than ``exclude``."""
+def other_sessions(session, database: str) -> list[str]:
+    """Human-readable descriptions of the sessions connected to ``database`` other than this one."""
     rows = session.fetch_all(
         """
         SELECT pid, usename, application_name, coalesce(host(client_addr), 'local'), state
-        FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() AND NOT (pid = ANY(%s))
+        FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()
         ORDER BY pid
         """,
-        (database, list(exclude or [])),
+        (database,),
     )
     return [f"pid {pid} user {user} application {app!r} from {addr} ({state})" for pid, user, app, addr, state in rows]
 

@@ -102,7 +102,6 @@ class RowHashes:
 class StreamResult:
     rows_out: int
     rows_in: int
-    bytes: int
 
 
 class _CountingReader:
@@ -248,4 +247,4 @@ def stream(
         raise StreamError("source", outcome["source"])
     if "target" in outcome:
         raise StreamError("target", outcome["target"])
-    return StreamResult(outcome.get("rows_out", -1), rows_in, counting.bytes)
+    return StreamResult(outcome.get("rows_out", -1), rows_in)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from ..errors import InvalidInput
+from ..goose_history import History, HistoryRow
 from .source import MigrationSource
 
 UP = "up"
@@ -23,74 +23,6 @@ COMMANDS = ("up", "up-by-one", "up-to", "down", "down-to", "redo", "reset", "sta
 READ_ONLY_COMMANDS = frozenset({"status", "version"})
 # goose's math.MaxInt64: "up" means "up to the newest file".
 MAX_VERSION = 2**63 - 1
-
-
-@dataclass(frozen=True)
-class HistoryRow:
-    """One row of the goose version table."""
-
-    id: int
-    version: int
-    is_applied: bool = True
-    tstamp: datetime | None = None
-
-
-@dataclass(frozen=True)
-class History:
-    """The version table as read, ordered by ``id`` (insertion order)."""
-
-    rows: tuple[HistoryRow, ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "rows", tuple(sorted(self.rows, key=lambda row: row.id)))
-
-    def latest_rows(self) -> dict[int, HistoryRow]:
-        """The most recent row of each version; it says whether the version is applied or rolled back."""
-        latest: dict[int, HistoryRow] = {}
-        for row in self.rows:
-            latest[row.version] = row
-        return latest
-
-    def applied_rows(self) -> list[HistoryRow]:
-        """Applied versions other than 0, in insertion order (of their latest row)."""
-        rows = [row for row in self.latest_rows().values() if row.is_applied and row.version != 0]
-        return sorted(rows, key=lambda row: row.id)
-
-    def applied_versions(self) -> set[int]:
-        return {row.version for row in self.applied_rows()}
-
-    @property
-    def current_version(self) -> int:
-        """goose's Provider reading: the highest applied version (0 when none)."""
-        return max(self.applied_versions(), default=0)
-
-    @property
-    def older_api_version(self) -> int:
-        """goose's older API reading (``EnsureDBVersion``, used by Lamassu's CLI).
-
-        Walk the rows newest first; a version whose newest row is not applied is
-        skipped; the first applied row met gives the version.
-        """
-        skipped: set[int] = set()
-        for row in reversed(self.rows):
-            if row.version in skipped:
-                continue
-            if row.is_applied:
-                return row.version
-            skipped.add(row.version)
-        return 0
-
-    def after(self, steps: Sequence[Step]) -> History:
-        """The history once ``steps`` ran: up inserts a row, down deletes every row of the version."""
-        rows = list(self.rows)
-        next_id = max((row.id for row in rows), default=0) + 1
-        for step in steps:
-            if step.direction == UP:
-                rows.append(HistoryRow(next_id, step.source.version, True, None))
-                next_id += 1
-            else:
-                rows = [row for row in rows if row.version != step.source.version]
-        return History(tuple(rows))
 
 
 @dataclass(frozen=True)
@@ -110,9 +42,18 @@ class Plan:
     before: History
     after: History
 
-    @property
-    def changes(self) -> bool:
-        return bool(self.steps)
+
+def history_after(history: History, steps: Sequence[Step]) -> History:
+    """The history once ``steps`` ran: up inserts a row, down deletes every row of the version."""
+    rows = list(history.rows)
+    next_id = max((row.id for row in rows), default=0) + 1
+    for step in steps:
+        if step.direction == UP:
+            rows.append(HistoryRow(next_id, step.source.version, True, None))
+            next_id += 1
+        else:
+            rows = [row for row in rows if row.version != step.source.version]
+    return History(tuple(rows))
 
 
 def missing_migrations(migrations: Sequence[MigrationSource], history: History) -> list[MigrationSource]:
@@ -191,7 +132,7 @@ def plan_command(
     elif command == "redo":
         last = _resolve_down(migrations, history, 0)[:1]
         steps = [Step(source, direction) for source in last for direction in (DOWN, UP)]
-    return Plan(command, tuple(steps), history, history.after(steps))
+    return Plan(command, tuple(steps), history, history_after(history, steps))
 
 
 def go_without_port(steps: Sequence[Step]) -> list[MigrationSource]:

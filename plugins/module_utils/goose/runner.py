@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from .._pg import extensions, psycopg2, sql
 from ..connection import ConnectionParams, connect
 from ..errors import InvalidInput, LamassuError, OperationFailed
+from ..goose_history import History
 from ..lamassu import GOOSE_TABLE
 from ..names import check_identifier
 from ..session import Session
@@ -28,10 +29,10 @@ from .parser import parse_sql_file
 from .plan import (
     READ_ONLY_COMMANDS,
     UP,
-    History,
     Plan,
     Step,
     go_without_port,
+    history_after,
     older_api_disagreement,
     pending_entries,
     plan_command,
@@ -353,7 +354,7 @@ def _apply(session, store, migrations, before, plan, prepared, table_exists, sea
         except StepFailed as exc:
             # The connection may be gone (backend terminated): then the history is what the applied steps made.
             done = [p.step for p in prepared[: len(applied)]]
-            after = before.after(done) if session.conn.closed else store.read()
+            after = history_after(before, done) if session.conn.closed else store.read()
             partial = {**_report(migrations, before, after, applied, queries), "failed_migration": exc.failed}
             raise OperationFailed(str(exc), partial) from None
         applied.append(_applied_entry(item, executed, round((time.monotonic() - started) * 1000)))

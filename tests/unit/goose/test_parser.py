@@ -9,11 +9,12 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.parser i
     MAX_LINE_BYTES,
     ParsedSQL,
     ends_with_semicolon,
-    interpolate,
     parse_sql,
     parse_sql_file,
     split_lines,
 )
+
+from .test_envsub import ENV
 
 # (id, file text, expected Up statements, expected Down statements)
 VALID = [
@@ -223,40 +224,6 @@ def test_no_transaction(text, use_tx):
     assert parsed.use_tx is use_tx
     assert parsed.up[0].startswith(("SELECT 1;", "CREATE INDEX"))
     assert "NO TRANSACTION" not in parsed.up[0].upper()
-
-
-ENV = {"NAME": "lamassu", "EMPTY": "", "REGION": "eu_west_"}
-
-# (id, line inside an ENVSUB ON block, expected expansion)
-ENVSUB = [
-    ("plain", "SELECT $NAME;", "SELECT lamassu;"),
-    ("braces", "SELECT '${NAME}x';", "SELECT 'lamassux';"),
-    ("unset_is_empty", "SELECT '$UNSET';", "SELECT '';"),
-    ("identifier_stops_at_non_word", "CREATE TABLE ${REGION}t ($NAME-1);", "CREATE TABLE eu_west_t (lamassu-1);"),
-    ("default_if_unset_or_empty_unset", "SELECT '${UNSET:-d}';", "SELECT 'd';"),
-    ("default_if_unset_or_empty_empty", "SELECT '${EMPTY:-d}';", "SELECT 'd';"),
-    ("default_if_unset_or_empty_set", "SELECT '${NAME:-d}';", "SELECT 'lamassu';"),
-    ("default_if_unset_unset", "SELECT '${UNSET-d}';", "SELECT 'd';"),
-    ("default_if_unset_empty", "SELECT '${EMPTY-d}';", "SELECT '';"),
-    ("nested_default", "SELECT '${UNSET:-${OTHER:-$NAME}}';", "SELECT 'lamassu';"),
-    ("required_set", "SELECT '${NAME?must be set}';", "SELECT 'lamassu';"),
-    ("required_empty_is_set", "SELECT '${EMPTY?must be set}';", "SELECT '';"),
-    ("substring", "SELECT '${NAME:1:3}', '${NAME:4}', '${NAME: -3}';", "SELECT 'ama', 'ssu', 'ssu';"),
-    ("backslash_escape", "SELECT '\\$NAME \\${NAME}';", "SELECT '$NAME ${NAME}';"),
-    ("double_dollar_is_one_dollar", "SELECT $$NAME$$;", "SELECT $NAME$;"),
-    ("escaped_backslash_stays_double", "SELECT '\\\\$NAME';", "SELECT '\\\\lamassu';"),
-    ("regex_backslashes_untouched", "SELECT regexp_replace(x, '\\s+', '');", "SELECT regexp_replace(x, '\\s+', '');"),
-    ("shell_substitution_kept", "SELECT '$(date)';", "SELECT '$(date)';"),
-    ("trailing_dollar_kept", "SELECT 1 AS $", "SELECT 1 AS $"),
-    ("unicode_identifier", "SELECT '$NAMEé';", "SELECT '';"),
-]
-
-
-@pytest.mark.parametrize(("line", "expanded"), [c[1:] for c in ENVSUB], ids=[c[0] for c in ENVSUB])
-def test_envsub_forms(line, expanded):
-    text = f"-- +goose Up\n-- +goose ENVSUB ON\n-- +goose StatementBegin\n{line}\n-- +goose StatementEnd\n"
-    assert parse_sql(text, env=ENV).up == (expanded,)
-    assert interpolate(line, ENV) == expanded
 
 
 def test_envsub_on_off_scopes_and_down_section():
