@@ -252,7 +252,8 @@ queries:
   elements: str
 """
 
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.engine import CopyRequest, run_copy
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.engine import run_copy
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.request import CopyRequest
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.module import ModuleContext, run_module
 

@@ -12,11 +12,8 @@ import pytest
 from psycopg2 import sql
 
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.connection import ConnectionParams
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.engine import (
-    CopyRequest,
-    run_copy,
-    staging_name,
-)
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.engine import run_copy
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.request import CopyRequest, staging_name
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import GOOSE_TABLE, JOURNAL_SCHEMA, SERVICES
 from tests.harness.ansible import run_module, run_tasks
 from tests.harness.catalog import catalog_snapshot, data_checksums, describe_schema, diff_descriptions

@@ -17,12 +17,8 @@ from pathlib import Path
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.engine import (
-    APPLICATION,
-    PAUSE_AT_ENV,
-    PAUSE_FILE_ENV,
-    staging_name,
-)
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.hooks import PAUSE_AT_ENV, PAUSE_FILE_ENV
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.request import APPLICATION, staging_name
 from tests.harness.ansible import ACTION_GROUP, ansible_env, run_module
 from tests.harness.catalog import data_checksums, describe_schema, diff_descriptions
 from tests.harness.collection import ROOT

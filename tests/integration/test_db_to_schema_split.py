@@ -8,7 +8,8 @@ import uuid
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.engine import SPLIT_ENV, staging_name
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.hooks import SPLIT_ENV
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.request import staging_name
 from tests.harness.ansible import run_tasks
 from tests.harness.catalog import data_checksums, describe_schema, diff_descriptions
 from tests.integration.test_db_to_schema_interrupt import PausedRun

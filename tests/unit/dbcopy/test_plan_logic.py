@@ -18,7 +18,7 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.catalog
     reading_path,
     view_order,
 )
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.engine import (
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.request import (
     STAGING_PREFIX,
     CopyRequest,
     staging_name,
