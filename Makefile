@@ -155,7 +155,17 @@ clean: demo-clean
 # Benchmark of postgres_db_to_schema against pg_dump | psql, pg_dump + pg_restore, row by row, pgcopydb and
 # the server-side copy, on a throwaway cluster (scale 1 is about 1 GB; about 15 minutes with --repeat 3).
 # Writes bench/output/ and the table in bench/README.md. Not part of `make test` (its scale-0.01 smoke run is).
-.PHONY: bench
+.PHONY: bench bench-deps
 BENCH_ARGS ?= --scale 1 --repeat 3 --readme
-bench: venv server-packages .collections/ansible_collections/lamassuiot/postgres
+bench: venv server-packages bench-deps .collections/ansible_collections/lamassuiot/postgres
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# pgcopydb from Debian when it is missing and apt-get can run (root); without it e_pgcopydb is skipped, not failed.
+bench-deps:
+	@if ! command -v pgcopydb >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing pgcopydb with apt"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq pgcopydb >/dev/null 2>&1 \
+			|| { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq pgcopydb >/dev/null 2>&1; } \
+			|| echo "pgcopydb could not be installed: e_pgcopydb will be skipped"; \
+	fi

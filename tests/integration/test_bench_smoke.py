@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import uuid
 
-from bench.run import APPROACHES, check_copy, client_tool, describe_source, markdown, run_bench
+from bench.approaches import APPROACHES, client_tool
+from bench.report import markdown
+from bench.run import run_bench
+from bench.source import check_copy, describe_source
 
 
 def test_every_approach_copies_every_table_with_its_rows_and_primary_key(pg, tmp_path):

@@ -1,7 +1,6 @@
 """The Molecule scenarios and the example migration tree, checked without running them (``make test`` runs them).
 
-* both scenarios use the settings that work without Docker or Galaxy, share their
-  create/prepare/destroy playbooks, and are found by Molecule at the top-level ``molecule/``;
+* Molecule finds both scenarios and their instances at the top-level ``molecule/``;
 * ``docs/examples/migrations`` (used by the scenarios and ``make demo``) agrees with the
   legacy fixture's goose history: every applied version has its file, nothing older than
   a service's newest applied version is unapplied (goose would call it missing), some
@@ -17,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.parser import parse_sql_file
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.source import collect
@@ -25,51 +23,8 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import
 from tests.harness.collection import ROOT, ensure_collection_path
 from tests.harness.fixture import GOOSE_HISTORY
 
-MOLECULE = ROOT / "molecule"
-SCENARIOS = ("default", "fleet")
 MIGRATIONS = ROOT / "docs" / "examples" / "migrations"
 FILE_NAME = re.compile(r"^(00000000000001|\d{14})_[a-z0-9_]+\.(sql|go|py)$")
-
-
-def scenario(name: str) -> dict:
-    return yaml.safe_load((MOLECULE / name / "molecule.yml").read_text(encoding="utf-8"))
-
-
-@pytest.mark.parametrize("name", SCENARIOS)
-def test_scenario_runs_without_docker_or_galaxy(name):
-    config = scenario(name)
-    assert config["driver"]["name"] == "default"
-    assert config["prerun"] is False
-    assert config["dependency"] == {"name": "galaxy", "enabled": False}
-    assert config["provisioner"]["env"]["ANSIBLE_COLLECTIONS_PATH"] == "${MOLECULE_PROJECT_DIRECTORY}/.collections"
-    assert "idempotence" in config["scenario"]["test_sequence"]
-    assert config["scenario"]["test_sequence"][-1] == "destroy"
-    for platform in config["platforms"]:
-        assert platform["groups"] == ["lamassu_postgres"], platform
-
-
-@pytest.mark.parametrize("name", SCENARIOS)
-def test_scenario_playbooks_exist_and_are_shared(name):
-    config = scenario(name)
-    playbooks = {step: (MOLECULE / name / path).resolve() for step, path in config["provisioner"]["playbooks"].items()}
-    assert all(path.is_file() for path in playbooks.values()), playbooks
-    for step in ("create", "prepare", "destroy"):
-        assert playbooks[step].parent == MOLECULE / "shared", step
-    group_vars = (MOLECULE / name / config["provisioner"]["inventory"]["links"]["group_vars"]).resolve()
-    assert group_vars == MOLECULE / "shared" / "group_vars"
-
-
-def test_scenarios_converge_with_the_collection_playbook():
-    for name in SCENARIOS:
-        plays = yaml.safe_load((MOLECULE / name / "converge.yml").read_text(encoding="utf-8"))
-        assert [play["ansible.builtin.import_playbook"] for play in plays] == ["lamassuiot.postgres.upgrade"], name
-
-
-def test_fleet_has_one_server_per_environment_and_a_canary():
-    platforms = scenario("fleet")["platforms"]
-    assert sorted(child for platform in platforms for child in platform["children"]) == ["dev", "prod", "staging"]
-    converge = yaml.safe_load((MOLECULE / "fleet" / "converge.yml").read_text(encoding="utf-8"))
-    assert converge[0]["vars"]["lamassu_serial"][0] == 1
 
 
 def test_molecule_finds_both_scenarios():

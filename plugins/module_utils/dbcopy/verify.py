@@ -12,8 +12,8 @@ row's copied columns:
 * ``hash_record_extended(ROW(c1, c2, ...), 0)`` (PostgreSQL 14 and later)
   when every column has a built-in type with an extended hash function (the
   probe query finds out): it hashes the values themselves, with the hash
-  functions of their types, without printing them — about 3 times cheaper
-  than the text hash, measured 1.2 s against 3.5 s per GB. Not for other
+  functions of their types, without printing them, so it is much cheaper
+  than the text hash (``bench/README.md``, "What was tried in the module"). Not for other
   types: an enum value, for one, hashes as its OID, which differs in the copy;
 * otherwise ``hashtextextended(ROW(c1, c2, ...)::text COLLATE "C", 0)``, the
   hash of the row's text (types such as ``json`` or ``point`` have no hash
