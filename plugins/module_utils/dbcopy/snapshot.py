@@ -23,8 +23,6 @@ SPLIT_MIN_BYTES = 32 << 20
 SPLIT_PIECE_BYTES = 16 << 20
 SPLIT_PIECES_PER_JOB = 2
 
-Pieces = dict[str, list[tuple[int | None, int | None]]]
-
 
 @dataclass
 class Snapshot:
@@ -32,7 +30,7 @@ class Snapshot:
 
     snapshot: str
     catalog: SourceCatalog
-    pieces: Pieces
+    pieces: dict[str, list[tuple[int | None, int | None]]]  # page ranges of the tables copied in pieces
     hashed: set[str]
 
 
@@ -80,7 +78,7 @@ def take(job: CopyJob, coordinator) -> Snapshot:
     return Snapshot(snapshot, catalog, split_pieces, hashed)
 
 
-def pieces(job: CopyJob, source: Session, catalog: SourceCatalog) -> Pieces:
+def pieces(job: CopyJob, source: Session, catalog: SourceCatalog) -> dict[str, list[tuple[int | None, int | None]]]:
     """Page ranges of the tables big enough to be copied by several workers at once (TID range scans: PG 14+)."""
     jobs = job.request.jobs
     if jobs < 2 or source.conn.server_version < 140000 or not catalog.tables:
