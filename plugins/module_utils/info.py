@@ -50,6 +50,8 @@ class InfoRequest:
     migration_files: tuple[str, ...] | None = None
     disk_margin: float = 1.5
     if_target_exists: str = "fail"
+    # Cleanup may drop a legacy database that took writes after its copy (those writes are lost).
+    accept_source_changes: bool = False
 
     def validate(self) -> None:
         check_identifier(self.database, "unified database")
@@ -277,6 +279,45 @@ def assess(
     return problems, warnings
 
 
+# Why a service's legacy database may not be dropped yet, in the order the cleanup lists them.
+CLEANUP_BLOCKERS = ("not_copied", "not_verified", "other_sessions", "source_changed")
+SOURCE_CHANGES_REMEDY = (
+    "copy it again (-e db_to_schema_if_target_exists=replace) or accept losing the writes "
+    "(-e lamassu_accept_source_changes=true)"
+)
+
+
+def cleanup_blockers(service: str, result: dict, legacy: dict, accept_source_changes: bool) -> dict[str, str]:
+    """What keeps the legacy database of one service (``result``: its entry of ``services``, ``legacy``: of
+    ``legacy``) from being dropped, by kind of blocker; empty when it may be dropped or is gone already."""
+    phase = result["phase"]
+    if phase == "cleaned":
+        return {}
+    if phase == "legacy":
+        return {"not_copied": f"service {service!r} is not copied yet (phase legacy)"}
+    found: dict[str, str] = {}
+    if not result["verified"]:
+        found["not_verified"] = f"the recorded copy of service {service!r} was not verified"
+    if legacy.get("other_sessions"):
+        found["other_sessions"] = f"other sessions are connected to legacy database {legacy['database']!r}"
+    if result.get("source_changed") and not accept_source_changes:
+        changes = source_changes.summary(result.get("source_changes") or ["its statistics cannot tell"])
+        found["source_changed"] = f"service {service!r} took writes after its copy ({changes}); {SOURCE_CHANGES_REMEDY}"
+    return found
+
+
+def cleanup_decision(services: dict[str, dict], legacy: dict[str, dict], accept_source_changes: bool) -> dict:
+    """Which legacy databases the cleanup may drop and, all at once, what blocks it (per kind, then per service)."""
+    per_service = {s: cleanup_blockers(s, services[s], legacy[s], accept_source_changes) for s in services}
+    droppable = [s for s in services if services[s]["phase"] in ("copied", "migrated")]
+    return {
+        "droppable": droppable,
+        "databases": [legacy[s]["database"] for s in droppable],
+        "blockers": [found[kind] for kind in CLEANUP_BLOCKERS for found in per_service.values() if kind in found],
+        "services": {s: list(found.values()) for s, found in per_service.items()},
+    }
+
+
 def is_local(params: ConnectionParams) -> bool:
     """Whether the server runs on the host this code runs on (the managed node)."""
     return bool(params.unix_socket) or params.host in LOCAL_HOSTS or params.host.startswith("/")
@@ -469,18 +510,24 @@ def gather(params: ConnectionParams, request: InfoRequest) -> dict:
         for s, found in changes.items()
         if found
     ]
+    services = {
+        s: service_result(
+            request, params, s, phases[s], legacy[s], unified.schemas.get(s), migrations.get(s), changes.get(s)
+        )
+        for s in request.services
+    }
+    legacy_result = {s: legacy[s].as_dict() for s in request.services}
+    cleanup = cleanup_decision(services, legacy_result, request.accept_source_changes)
+    for service, blockers in cleanup.pop("services").items():
+        services[service]["cleanup_blockers"] = blockers
     return {
         "changed": False,
         "server": server.as_dict(),
         "disk": disk.as_dict(),
-        "legacy": {s: legacy[s].as_dict() for s in request.services},
+        "legacy": legacy_result,
         "unified": unified.as_dict(),
-        "services": {
-            s: service_result(
-                request, params, s, phases[s], legacy[s], unified.schemas.get(s), migrations.get(s), changes.get(s)
-            )
-            for s in request.services
-        },
+        "services": services,
+        "cleanup": cleanup,
         "phases": {phase: [s for s in request.services if phases[s] == phase] for phase in PHASES},
         "ready": not problems,
         "problems": problems,

@@ -62,6 +62,13 @@ options:
     type: str
     default: fail
     choices: [fail, replace]
+  accept_source_changes:
+    description:
+      - Whether RV(cleanup) may drop a legacy database that took writes after its copy (those writes are lost).
+      - When false such a service is one of the C(blockers) of RV(cleanup).
+    type: bool
+    default: false
+    version_added: 0.1.0
 attributes:
   check_mode:
     description: Reads the same facts; the module never changes anything.
@@ -168,8 +175,9 @@ services:
       C(copied_goose_version), C(rows_copied), C(copy_duration_s), C(verified), C(frozen),
       C(source_changed) (the legacy database took writes after its recorded copy, or its statistics cannot prove
       it did not; null without both a copy and the legacy database), C(source_changes) (what changed, per table),
-      C(pending_migrations) (null without O(migrations_path)), C(blocked_go_migrations) and C(dsn)
-      (C(pgx) and C(libpq) connection strings of the service, without password).
+      C(pending_migrations) (null without O(migrations_path)), C(blocked_go_migrations), C(cleanup_blockers)
+      (why its legacy database may not be dropped yet, see RV(cleanup)) and C(dsn) (C(pgx) and C(libpq) connection
+      strings of the service, without password).
   returned: always
   type: dict
   sample:
@@ -187,8 +195,34 @@ services:
       source_changes: []
       pending_migrations: null
       blocked_go_migrations: []
+      cleanup_blockers: []
       dsn: {pgx: "host=db port=5432 user=postgres dbname=lamassu search_path=ca",
             libpq: "host=db port=5432 user=postgres dbname=lamassu options='-c search_path=ca'"}
+cleanup:
+  description:
+    - What the C(legacy_cleanup) role may drop, and what blocks it.
+    - C(droppable) - the services in phase V(copied) or V(migrated), whose legacy database still exists;
+      C(databases) - their legacy databases, in the same order.
+    - C(blockers) - every reason not to drop anything yet, one sentence each - a service not copied yet, a recorded
+      copy that was not verified, other sessions connected to a legacy database, a legacy database that took writes
+      after its copy (unless O(accept_source_changes)); by kind of reason, then in the order of O(services).
+  returned: always
+  type: dict
+  contains:
+    droppable:
+      description: Services whose legacy database may be dropped once C(blockers) is empty.
+      type: list
+      elements: str
+    databases:
+      description: The legacy databases of C(droppable).
+      type: list
+      elements: str
+    blockers:
+      description: Why nothing may be dropped yet; empty when the cleanup may go ahead.
+      type: list
+      elements: str
+  sample: {droppable: [ca, va], databases: [ca, va],
+           blockers: ["service 'kms' is not copied yet (phase legacy)"]}
 phases:
   description: The services in each phase.
   returned: always
@@ -230,6 +264,7 @@ def argument_spec() -> dict:
         "migration_files": {"type": "list", "elements": "str"},
         "disk_margin": {"type": "float", "default": 1.5},
         "if_target_exists": {"type": "str", "default": "fail", "choices": ["fail", "replace"]},
+        "accept_source_changes": {"type": "bool", "default": False},
     }
 
 
@@ -243,6 +278,7 @@ def work(ctx: ModuleContext) -> dict:
         migration_files=tuple(p["migration_files"]) if p["migration_files"] is not None else None,
         disk_margin=p["disk_margin"],
         if_target_exists=p["if_target_exists"],
+        accept_source_changes=p["accept_source_changes"],
     )
     result = gather(ctx.connection, request)
     for notice in result["notices"]:

@@ -15,6 +15,8 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import (
     ServerFacts,
     UnifiedFacts,
     assess,
+    cleanup_blockers,
+    cleanup_decision,
     duration_between,
     is_local,
     measure_disk,
@@ -210,3 +212,101 @@ def test_pending_from_files_listed_on_the_controller():
     assert [(p["version"], p["kind"]) for p in found.pending] == [(20, "go"), (40, "py")]
     assert found.blocked_go == [20]  # older than the current version and never applied: still blocked
     assert read_migrations("/controller/only", "kms", history, listed) == MigrationFacts()
+
+
+def _entry(phase: str, verified: bool = True, source_changed: bool | None = False, changes=()) -> dict:
+    return {"phase": phase, "verified": verified, "source_changed": source_changed, "source_changes": list(changes)}
+
+
+UPDATES = "table goose_db_version: 1 updates"
+REMEDY = (
+    "copy it again (-e db_to_schema_if_target_exists=replace) or accept losing the writes "
+    "(-e lamassu_accept_source_changes=true)"
+)
+
+
+@pytest.mark.parametrize(
+    ("entry", "sessions", "accept", "blockers"),
+    [
+        (_entry("cleaned"), [], False, []),
+        (_entry("cleaned", source_changed=None), ["1234"], False, []),  # gone already: nothing to block
+        (
+            _entry("legacy", verified=False, source_changed=None),
+            ["1234"],
+            False,
+            ["service 'va' is not copied yet (phase legacy)"],
+        ),
+        (_entry("copied"), [], False, []),
+        (_entry("migrated"), [], False, []),
+        (_entry("copied", verified=False), [], False, ["the recorded copy of service 'va' was not verified"]),
+        (_entry("migrated"), ["1234"], False, ["other sessions are connected to legacy database 'old_va'"]),
+        (
+            _entry("copied", source_changed=True, changes=[UPDATES]),
+            [],
+            False,
+            [f"service 'va' took writes after its copy ({UPDATES}); {REMEDY}"],
+        ),
+        (_entry("copied", source_changed=True, changes=[UPDATES]), [], True, []),  # the loss is accepted
+        (_entry("copied", source_changed=None), [], False, []),  # no statistics to compare
+        (
+            _entry("copied", verified=False, source_changed=True, changes=[UPDATES]),
+            ["1234"],
+            True,
+            [
+                "the recorded copy of service 'va' was not verified",
+                "other sessions are connected to legacy database 'old_va'",
+            ],
+        ),
+    ],
+)
+def test_cleanup_blockers_of_one_service(entry, sessions, accept, blockers):
+    legacy = {"database": "old_va", "other_sessions": sessions}
+    assert list(cleanup_blockers("va", entry, legacy, accept).values()) == blockers
+
+
+@pytest.mark.parametrize(
+    ("phases", "unverified", "busy", "changed", "droppable", "blockers"),
+    [
+        ({"ca": "copied", "va": "migrated"}, (), (), (), ["ca", "va"], []),
+        ({"ca": "cleaned", "va": "cleaned"}, (), (), (), [], []),
+        ({"ca": "cleaned", "va": "copied"}, (), (), (), ["va"], []),
+        (
+            {"ca": "legacy", "kms": "copied", "va": "legacy"},
+            ("kms",),
+            (),
+            (),
+            ["kms"],
+            [
+                "service 'ca' is not copied yet (phase legacy)",
+                "service 'va' is not copied yet (phase legacy)",
+                "the recorded copy of service 'kms' was not verified",
+            ],
+        ),
+        (  # by kind first, then in the order of the services
+            {"va": "copied", "ca": "copied"},
+            ("ca",),
+            ("va", "ca"),
+            ("va",),
+            ["va", "ca"],
+            [
+                "the recorded copy of service 'ca' was not verified",
+                "other sessions are connected to legacy database 'va'",
+                "other sessions are connected to legacy database 'ca'",
+                f"service 'va' took writes after its copy ({UPDATES}); {REMEDY}",
+            ],
+        ),
+    ],
+)
+def test_cleanup_decision(phases, unverified, busy, changed, droppable, blockers):
+    services = {
+        s: _entry(
+            phase, verified=s not in unverified, source_changed=s in changed, changes=[UPDATES] if s in changed else []
+        )
+        for s, phase in phases.items()
+    }
+    legacy = {s: {"database": s, "other_sessions": ["1"] if s in busy else []} for s in phases}
+    decision = cleanup_decision(services, legacy, accept_source_changes=False)
+    assert decision["droppable"] == droppable
+    assert decision["databases"] == droppable
+    assert decision["blockers"] == blockers
+    assert sorted(b for found in decision["services"].values() for b in found) == sorted(blockers)
