@@ -1,0 +1,242 @@
+"""The decisions of the run report and the failure note (module_utils/report.py): tables of inputs and outcomes."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.report import (
+    duration,
+    failure_message,
+    fleet_phase,
+    fleet_report,
+    host_summary,
+    migrated_by_this_run,
+)
+
+
+@pytest.mark.parametrize(
+    ("result", "message"),
+    [
+        ({"msg": "Preflight found 1 problem(s)"}, "Preflight found 1 problem(s)"),
+        ({}, "failed without a message"),
+        ({"msg": "", "results": []}, ""),
+        (
+            {
+                "msg": "One or more items failed",
+                "results": [
+                    {"item": "ca", "failed": False, "msg": "ok"},
+                    {"item": "va", "failed": True, "msg": "other sessions are connected"},
+                    {"item": "kms", "failed": True},
+                    {"item": "alerts", "skipped": True},
+                ],
+            },
+            "va: other sessions are connected; kms: failed",
+        ),
+        ({"msg": "all items fine", "results": [{"item": "ca", "failed": False}]}, "all items fine"),
+        ({"results": [{"item": {"name": "ca"}, "failed": True, "msg": "no"}]}, "{'name': 'ca'}: no"),
+    ],
+)
+def test_failure_message(result, message):
+    assert failure_message(result) == message
+
+
+def run(item, pending=(), applied=(), failed=False):
+    return {"item": item, "pending": list(pending), "applied": list(applied), "failed": failed}
+
+
+@pytest.mark.parametrize(
+    ("runs", "check_mode", "at_head"),
+    [
+        ([], False, set()),
+        ([run("ca"), run("va", pending=[2])], False, {"ca"}),
+        ([run("ca", applied=[1])], False, {"ca"}),
+        ([run("ca", applied=[1])], True, set()),  # check mode: would apply, did not
+        ([run("ca")], True, {"ca"}),  # nothing to apply
+        ([run("ca", failed=True)], False, set()),
+        ([{"item": "ca", "skipped": True}], False, set()),
+    ],
+)
+def test_migrated_by_this_run(runs, check_mode, at_head):
+    assert migrated_by_this_run(runs, check_mode) == at_head
+
+
+@pytest.mark.parametrize(
+    ("phases", "phase"),
+    [
+        ([], "unknown"),
+        (["cleaned", "copied", "migrated"], "copied"),
+        (["cleaned"], "cleaned"),
+        (["migrated", "legacy"], "legacy"),
+    ],
+)
+def test_fleet_phase(phases, phase):
+    assert fleet_phase([{"phase": p} for p in phases]) == phase
+
+
+@pytest.mark.parametrize(
+    ("started", "finished", "seconds"),
+    [(None, 5.0, None), (1.0, None, None), ("100.04", "112.5", 12.5), (100, 100.04, 0.0)],
+)
+def test_duration(started, finished, seconds):
+    assert duration(started, finished) == seconds
+
+
+def service(phase, legacy=None, schema=None, rows=None, verified=False):
+    return {
+        "phase": phase,
+        "legacy_goose_version": legacy,
+        "schema_goose_version": schema,
+        "rows_copied": rows,
+        "copy_duration_s": 0.5 if rows is not None else None,
+        "verified": verified,
+    }
+
+
+BEFORE = {"services": {"ca": service("legacy", legacy=1), "va": service("legacy", legacy=2)}}
+AFTER = {
+    "services": {"ca": service("copied", 1, 1, rows=10, verified=True), "va": service("migrated", 2, 3, rows=5)},
+    "server": {"version": "15.8"},
+    "problems": ["a problem"],
+}
+
+
+def test_host_summary_of_an_upgraded_host():
+    summary = host_summary(
+        "db1",
+        ["ca", "va"],
+        AFTER,
+        before=BEFORE,
+        migrations=[run("ca")],
+        started_at=100.0,
+        finished_at="112.46",
+        groups=["dev", "lamassu_postgres"],
+    )
+    assert summary == {
+        "name": "db1",
+        "groups": ["dev"],
+        "status": "ok",
+        "phase": "migrated",  # ca is copied to info, but its migrate run left nothing pending
+        "duration_s": 12.5,
+        "failed_task": None,
+        "message": None,
+        "problems": ["a problem"],
+        "server": "15.8",
+        "rows_copied": 15,
+        "services": [
+            {
+                "name": "ca",
+                "phase_before": "legacy",
+                "phase": "migrated",
+                "goose_before": 1,
+                "goose_after": 1,
+                "rows_copied": 10,
+                "copy_duration_s": 0.5,
+                "verified": True,
+            },
+            {
+                "name": "va",
+                "phase_before": "legacy",
+                "phase": "migrated",
+                "goose_before": 2,
+                "goose_after": 3,
+                "rows_copied": 5,
+                "copy_duration_s": 0.5,
+                "verified": False,
+            },
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("after", "failure", "problems", "status", "message", "reported_problems"),
+    [
+        (AFTER, {}, None, "ok", None, ["a problem"]),
+        (AFTER, {}, [], "ok", None, []),  # the preflight's problems win, even none
+        (AFTER, {"task": "Copy", "msg": "boom"}, ["p"], "failed", "boom", ["p"]),
+        ({"failed": True, "msg": "could not connect"}, {}, None, "unreachable", "could not connect", []),
+        ({"failed": True}, {}, None, "unreachable", "Ansible could not reach the host", []),
+        ({"failed": True, "msg": "could not connect"}, {"task": "Lock", "msg": "held"}, None, "failed", "held", []),
+    ],
+)
+def test_host_summary_status(after, failure, problems, status, message, reported_problems):
+    summary = host_summary("db1", ["ca", "va"], after, failure=failure, problems=problems)
+    assert (summary["status"], summary["message"], summary["problems"]) == (status, message, reported_problems)
+    assert summary["failed_task"] == (failure or {}).get("task")
+    if "services" not in after:
+        assert (summary["phase"], summary["services"], summary["rows_copied"], summary["server"]) == (
+            "unknown",
+            [],
+            0,
+            None,
+        )
+
+
+def test_host_summary_without_before_compares_with_after():
+    summary = host_summary("db1", ["ca"], AFTER, before={})
+    assert summary["services"][0]["phase_before"] == "copied" and summary["services"][0]["goose_before"] == 1
+    assert summary["duration_s"] is None
+
+
+def fleet(hosts, active, summaries, directory="./reports", cwd="/home/op/./run"):
+    return fleet_report(
+        title="upgrade",
+        run_id="20260101T000000Z",
+        written_at="2026-01-01 00:00:00",
+        directory=directory,
+        cwd=cwd,
+        services=["ca", "va"],
+        hosts=hosts,
+        active=active,
+        summaries=summaries,
+        groups=[["stg", "lamassu_postgres"] for _ in hosts],
+    )
+
+
+def summary(name, status="ok", phase="migrated", seconds=1.5):
+    return {"name": name, "status": status, "phase": phase, "duration_s": seconds}
+
+
+@pytest.mark.parametrize(
+    ("directory", "cwd", "where"),
+    [
+        ("./reports", "/home/op", "/home/op/reports"),
+        ("reports", "/home/op/./run", "/home/op/run/reports"),
+        ("/var/./reports", "/home/op", "/var/reports"),
+    ],
+)
+def test_fleet_report_directory(directory, cwd, where):
+    report = fleet([], [], [], directory=directory, cwd=cwd)
+    assert report["directory"] == where and report["basename"] == "lamassu-upgrade-20260101T000000Z"
+
+
+def test_fleet_report_of_a_stopped_rollout():
+    report = fleet(
+        ["stg1", "stg2", "gone", "prod1"],
+        ["stg1", "stg2", "prod1"],
+        [summary("stg1", "failed", "copied", 3.25), summary("stg2", seconds=None), {}, {}],
+    )
+    assert [(h["name"], h["status"]) for h in report["hosts"]] == [
+        ("stg1", "failed"),
+        ("stg2", "ok"),
+        ("gone", "unreachable"),
+        ("prod1", "not reached"),
+    ]
+    assert report["phase_counts"] == {"legacy": 0, "copied": 1, "migrated": 1, "cleaned": 0, "unknown": 0}
+    assert (report["failed"], report["unreachable"], report["not_reached"]) == (["stg1"], ["gone"], ["prod1"])
+    assert report["max_duration_s"] == 3.25
+    gone = report["hosts"][2]
+    assert (
+        gone["groups"] == ["stg"]
+        and gone["message"] == "Ansible could not reach the host"
+        and gone["phase"] == "unknown"
+    )
+    assert report["hosts"][3]["message"] is None
+
+
+def test_fleet_report_counts_unknown_phases_of_failed_hosts():
+    report = fleet(
+        ["a", "b"], ["a", "b"], [summary("a", "failed", "unknown", None), summary("b", "unreachable", "unknown")]
+    )
+    assert report["phase_counts"]["unknown"] == 1
+    assert report["max_duration_s"] == 1.5
+    assert fleet(["a"], ["a"], [summary("a", seconds=None)])["max_duration_s"] == 0
