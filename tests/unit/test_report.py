@@ -188,7 +188,7 @@ def fleet(hosts, active, summaries, directory="./reports", cwd="/home/op/./run")
         hosts=hosts,
         active=active,
         summaries=summaries,
-        groups=[["stg", "lamassu_postgres"] for _ in hosts],
+        groups=[["stg", "lamassu_postgres"]] * len(hosts),
     )
 
 
