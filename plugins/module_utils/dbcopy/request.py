@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from .._pg import extensions
 from ..connection import ConnectionParams, connect
 from ..errors import InvalidInput
-from ..lamassu import JOURNAL_SCHEMA
+from ..lamassu import DEFAULT_DATABASE, JOURNAL_SCHEMA
 from ..names import check_identifier
 from . import verify
 from .hooks import Hooks
@@ -44,7 +44,7 @@ def staging_name(target_schema: str) -> str:
 class CopyRequest:
     source_database: str
     source_schema: str = "public"
-    target_database: str = "lamassu"
+    target_database: str = DEFAULT_DATABASE
     target_schema: str | None = None
     state: str = "present"
     jobs: int = 2
