@@ -306,6 +306,24 @@ def cleanup_blockers(service: str, result: dict, legacy: dict, accept_source_cha
     return found
 
 
+def cutover_blockers(services: dict[str, dict], accept_source_changes: bool) -> list[str]:
+    """Why the services may not be pointed at their schema: a legacy database that took writes after its copy."""
+    if accept_source_changes:
+        return []
+    return [
+        f"the legacy database of service {s!r} took writes after its copy "
+        f"({source_changes.summary(result.get('source_changes') or ['its statistics cannot tell'])}); "
+        f"{SOURCE_CHANGES_REMEDY}"
+        for s, result in services.items()
+        if result.get("source_changed")
+    ]
+
+
+def empty_schemas(schemas: dict[str, dict]) -> list[str]:
+    """Service schemas that exist, hold nothing and are no recorded copy (what rollback may drop as made by us)."""
+    return [name for name, facts in schemas.items() if facts["exists"] and not facts["copy"] and not facts["objects"]]
+
+
 def cleanup_decision(services: dict[str, dict], legacy: dict[str, dict], accept_source_changes: bool) -> dict:
     """Which legacy databases the cleanup may drop and, all at once, what blocks it (per kind, then per service)."""
     per_service = {s: cleanup_blockers(s, services[s], legacy[s], accept_source_changes) for s in services}
@@ -525,9 +543,10 @@ def gather(params: ConnectionParams, request: InfoRequest) -> dict:
         "server": server.as_dict(),
         "disk": disk.as_dict(),
         "legacy": legacy_result,
-        "unified": unified.as_dict(),
+        "unified": {**unified.as_dict(), "empty_schemas": empty_schemas(unified.schema_dicts())},
         "services": services,
         "cleanup": cleanup,
+        "cutover": {"blockers": cutover_blockers(services, request.accept_source_changes)},
         "phases": {phase: [s for s in request.services if phases[s] == phase] for phase in PHASES},
         "ready": not problems,
         "problems": problems,

@@ -158,6 +158,8 @@ unified:
       C(objects) (names of relations and functions in it), C(tables), C(goose_version), C(freeze_recorded) and
       C(copy), the recorded copy (C(id), C(source_database), C(verify), C(verified), C(goose_version),
       C(started_at), C(finished_at), C(duration_s), C(rows), C(tables)) or null.
+    - C(empty_schemas) - the service schemas that exist, hold nothing and are no recorded copy (what
+      C(rollback.yml) drops).
   returned: always
   type: dict
   sample:
@@ -223,6 +225,14 @@ cleanup:
       elements: str
   sample: {droppable: [ca, va], databases: [ca, va],
            blockers: ["service 'kms' is not copied yet (phase legacy)"]}
+cutover:
+  description:
+    - What keeps the C(cutover) role from pointing the services at their schema.
+    - C(blockers) - one sentence per service whose legacy database took writes after its copy (RV(services)
+      C(source_changed)), with the remedy; empty with O(accept_source_changes).
+  returned: always
+  type: dict
+  sample: {blockers: []}
 phases:
   description: The services in each phase.
   returned: always

@@ -287,7 +287,8 @@ def test_writes_after_the_copy_block_cutover_and_cleanup_until_copied_again(tmp_
         refused = playbook("upgrade.yml", inventory)
         assert refused.returncode != 0 and "Nothing was cut over" in refused.stdout, output(refused)
         assert (
-            "the legacy databases of va changed after their copy (table goose_db_version: 1 updates)" in refused.stdout
+            "the legacy database of service 'va' took writes after its copy (table goose_db_version: 1 updates)"
+            in refused.stdout
         )
         assert "[WARNING]" in refused.stdout + refused.stderr
         kept = playbook("cleanup.yml", inventory, "-e", "legacy_cleanup_confirm=true")

@@ -310,3 +310,35 @@ def test_cleanup_decision(phases, unverified, busy, changed, droppable, blockers
     assert decision["databases"] == droppable
     assert decision["blockers"] == blockers
     assert sorted(b for found in decision["services"].values() for b in found) == sorted(blockers)
+
+
+@pytest.mark.parametrize(
+    ("services", "accept", "expected"),
+    [
+        ({"ca": {"source_changed": False}, "va": {"source_changed": None}}, False, []),
+        (
+            {"ca": {"source_changed": True, "source_changes": ["table certificates: 2 inserts"]}},
+            False,
+            ["the legacy database of service 'ca' took writes after its copy (table certificates: 2 inserts); "],
+        ),
+        ({"ca": {"source_changed": True, "source_changes": ["table certificates: 2 inserts"]}}, True, []),
+    ],
+)
+def test_cutover_blockers(services, accept, expected):
+    from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import cutover_blockers
+
+    found = cutover_blockers(services, accept)
+    assert [text[: len(want)] for text, want in zip(found, expected, strict=True)] == expected
+    assert all("-e lamassu_accept_source_changes=true" in text for text in found)
+
+
+def test_empty_schemas_are_only_those_holding_nothing_and_no_copy():
+    from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import empty_schemas
+
+    schemas = {
+        "ca": {"exists": True, "copy": None, "objects": []},
+        "va": {"exists": True, "copy": {"id": 1}, "objects": ["goose_db_version"]},
+        "kms": {"exists": True, "copy": None, "objects": ["leftover"]},
+        "alerts": {"exists": False, "copy": None, "objects": []},
+    }
+    assert empty_schemas(schemas) == ["ca"]
