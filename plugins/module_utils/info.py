@@ -324,6 +324,12 @@ def empty_schemas(schemas: dict[str, dict]) -> list[str]:
     return [name for name, facts in schemas.items() if facts["exists"] and not facts["copy"] and not facts["objects"]]
 
 
+def recorded_schemas(schemas: dict[str, dict]) -> list[str]:
+    """Schemas holding a recorded copy, then those with only a recorded freeze: what rollback.yml removes."""
+    copies = [name for name, facts in schemas.items() if facts["copy"]]
+    return copies + [name for name, facts in schemas.items() if not facts["copy"] and facts["freeze_recorded"]]
+
+
 def cleanup_decision(services: dict[str, dict], legacy: dict[str, dict], accept_source_changes: bool) -> dict:
     """Which legacy databases the cleanup may drop and, all at once, what blocks it (per kind, then per service)."""
     per_service = {s: cleanup_blockers(s, services[s], legacy[s], accept_source_changes) for s in services}
@@ -543,7 +549,11 @@ def gather(params: ConnectionParams, request: InfoRequest) -> dict:
         "server": server.as_dict(),
         "disk": disk.as_dict(),
         "legacy": legacy_result,
-        "unified": {**unified.as_dict(), "empty_schemas": empty_schemas(unified.schema_dicts())},
+        "unified": {
+            **unified.as_dict(),
+            "empty_schemas": empty_schemas(unified.schema_dicts()),
+            "recorded_schemas": recorded_schemas(unified.schema_dicts()),
+        },
         "services": services,
         "cleanup": cleanup,
         "cutover": {"blockers": cutover_blockers(services, request.accept_source_changes)},

@@ -159,7 +159,8 @@ unified:
       C(copy), the recorded copy (C(id), C(source_database), C(verify), C(verified), C(goose_version),
       C(started_at), C(finished_at), C(duration_s), C(rows), C(tables)) or null.
     - C(empty_schemas) - the service schemas that exist, hold nothing and are no recorded copy (what
-      C(rollback.yml) drops).
+      C(rollback.yml) drops); C(recorded_schemas) - the schemas holding a recorded copy, then those with only a
+      recorded freeze of their legacy database (what C(rollback.yml) removes, in that order).
   returned: always
   type: dict
   sample:

@@ -342,3 +342,14 @@ def test_empty_schemas_are_only_those_holding_nothing_and_no_copy():
         "alerts": {"exists": False, "copy": None, "objects": []},
     }
     assert empty_schemas(schemas) == ["ca"]
+
+
+def test_recorded_schemas_copies_first_then_freezes_only():
+    from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import recorded_schemas
+
+    schemas = {
+        "ca": {"copy": None, "freeze_recorded": True},
+        "va": {"copy": {"id": 1}, "freeze_recorded": True},
+        "kms": {"copy": None, "freeze_recorded": False},
+    }
+    assert recorded_schemas(schemas) == ["va", "ca"]
