@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from .info import PHASES
+from .info_rules import PHASES
 
 UNKNOWN_PHASE = "unknown"
 # The status of a host, and whether its phase counts in the fleet summary.

@@ -6,7 +6,8 @@ import pytest
 
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.connection import ConnectionParams
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import InvalidInput
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import (
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import is_local, measure_disk
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.info_rules import (
     DiskFacts,
     InfoRequest,
     LegacyFacts,
@@ -17,9 +18,10 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import (
     assess,
     cleanup_blockers,
     cleanup_decision,
+    cutover_blockers,
     duration_between,
-    is_local,
-    measure_disk,
+    empty_schemas,
+    recorded_schemas,
     service_phase,
 )
 
@@ -325,16 +327,12 @@ def test_cleanup_decision(phases, unverified, busy, changed, droppable, blockers
     ],
 )
 def test_cutover_blockers(services, accept, expected):
-    from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import cutover_blockers
-
     found = cutover_blockers(services, accept)
     assert [text[: len(want)] for text, want in zip(found, expected, strict=True)] == expected
     assert all("-e lamassu_accept_source_changes=true" in text for text in found)
 
 
 def test_empty_schemas_are_only_those_holding_nothing_and_no_copy():
-    from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import empty_schemas
-
     schemas = {
         "ca": {"exists": True, "copy": None, "objects": []},
         "va": {"exists": True, "copy": {"id": 1}, "objects": ["goose_db_version"]},
@@ -345,8 +343,6 @@ def test_empty_schemas_are_only_those_holding_nothing_and_no_copy():
 
 
 def test_recorded_schemas_copies_first_then_freezes_only():
-    from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import recorded_schemas
-
     schemas = {
         "ca": {"copy": None, "freeze_recorded": True},
         "va": {"copy": {"id": 1}, "freeze_recorded": True},

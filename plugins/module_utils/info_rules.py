@@ -1,0 +1,361 @@
+# Copyright (c) 2026 Lamassu IoT contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The pure rules of ``postgres_lamassu_info``: the facts it reads, the phase of a service, the problems and
+notices, and what blocks the cutover, the cleanup and the rollback. No connection: unit-tested as tables.
+
+Phases of a service (decided by ``service_phase``, documented in the module):
+
+* ``legacy``: the journal of the unified database records no copy of the legacy database into the schema;
+* ``copied``: a recorded copy exists (and the schema is still that copy) while the legacy database still exists;
+* ``migrated``: copied, and the schema's goose version moved past the copied version, or, when migration files
+  are given, no migration of the service is pending;
+* ``cleaned``: the legacy database is gone and the schema holds a recorded copy.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+from .connection import ConnectionParams
+from .dbcopy import source_changes
+from .dbcopy.journal import CopyRecord
+from .errors import InvalidInput
+from .goose_history import History
+from .names import check_identifier
+
+PHASES = ("legacy", "copied", "migrated", "cleaned")
+MINIMUM_SERVER_VERSION = 130000
+
+
+@dataclass(frozen=True)
+class InfoRequest:
+    database: str
+    services: tuple[str, ...]
+    source_prefix: str = ""
+    migrations_path: str | None = None
+    # Files "<service>/<file>" of a migrations directory listed on the controller, instead of migrations_path.
+    migration_files: tuple[str, ...] | None = None
+    disk_margin: float = 1.5
+    if_target_exists: str = "fail"
+    # Cleanup may drop a legacy database that took writes after its copy (those writes are lost).
+    accept_source_changes: bool = False
+
+    def validate(self) -> None:
+        check_identifier(self.database, "unified database")
+        for service in self.services:
+            check_identifier(service, "service schema")
+            check_identifier(self.source_prefix + service, "legacy database", allow_system=True)
+        if len(set(self.services)) != len(self.services):
+            raise InvalidInput(f"The service list {list(self.services)} names a service twice")
+        if self.disk_margin < 1:
+            raise InvalidInput(f"disk_margin must be at least 1.0, not {self.disk_margin}")
+
+    def legacy_name(self, service: str) -> str:
+        return self.source_prefix + service
+
+
+@dataclass
+class ServerFacts:
+    version: str
+    version_num: int
+    encoding: str
+    max_connections: int
+    data_directory: str | None
+    login_user: str
+    superuser: bool
+    createdb: bool
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class LegacyFacts:
+    database: str
+    exists: bool = False
+    owner: str | None = None
+    owned: bool = False  # the login role is the owner or a member of it
+    size_bytes: int | None = None
+    goose_version: int | None = None
+    history: History | None = None
+    tables: list[dict] = field(default_factory=list)
+    frozen: bool = False
+    other_sessions: list[str] = field(default_factory=list)
+    error: str | None = None
+    stats: dict | None = None  # dbcopy.source_changes.read() of the source schema
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("history", "stats")}
+
+
+@dataclass
+class SchemaFacts:
+    exists: bool = False
+    owner: str | None = None
+    objects: list[str] = field(default_factory=list)
+    tables: list[dict] = field(default_factory=list)
+    goose_version: int | None = None
+    history: History | None = None
+    copy: dict | None = None
+    freeze_recorded: bool = False
+    recorded_stats: dict | None = None  # the source's counters at the snapshot of the recorded copy
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("history", "recorded_stats")}
+
+
+@dataclass
+class UnifiedFacts:
+    database: str
+    exists: bool = False
+    can_create: bool = False
+    journal: bool = False
+    schemas: dict[str, SchemaFacts] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {**{k: v for k, v in self.__dict__.items() if k != "schemas"}, "schemas": self.schema_dicts()}
+
+    def schema_dicts(self) -> dict:
+        return {name: facts.as_dict() for name, facts in self.schemas.items()}
+
+
+@dataclass
+class DiskFacts:
+    checked: bool = False
+    path: str | None = None
+    free_bytes: int | None = None
+    needed_bytes: int = 0
+    margin: float = 1.5
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class MigrationFacts:
+    """Migration files of one service on the managed host, compared with the history that counts."""
+
+    found: bool = False
+    pending: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def blocked_go(self) -> list[int]:
+        return [entry["version"] for entry in self.pending if entry["kind"] == "go"]
+
+
+# ------------------------------------------------------------------------------------------ pure rules
+def service_phase(legacy_exists: bool, copy: dict | None, schema_version: int | None, pending: int | None) -> str:
+    """The phase of one service; ``pending`` is the number of pending migrations, None when not known."""
+    if copy is None:
+        return "legacy"
+    if not legacy_exists:
+        return "cleaned"
+    if (schema_version or 0) > (copy.get("goose_version") or 0) or pending == 0:
+        return "migrated"
+    return "copied"
+
+
+def copy_summary(record: CopyRecord) -> dict:
+    """The facts of a recorded copy that reports and cleanups need."""
+    tables = [{"name": t.get("name"), "rows": t.get("rows"), "verified": t.get("verified")} for t in record.tables]
+    return {
+        "id": record.id,
+        "source_database": record.source_database,
+        "source_schema": record.source_schema,
+        "verify": record.verify,
+        "verified": record.verify != "none" and all(t["verified"] for t in tables),
+        "goose_version": record.goose_version,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "duration_s": duration_between(record.started_at, record.finished_at),
+        "rows": sum(t["rows"] or 0 for t in tables),
+        "tables": tables,
+        "collection_version": record.collection_version,
+        "source_dropped_at": record.source_dropped_at,
+    }
+
+
+def duration_between(started: str | None, finished: str | None) -> float | None:
+    """Seconds between two ``timestamptz::text`` values, None when either cannot be read."""
+    try:
+        start, end = (datetime.datetime.fromisoformat(_iso(value)) for value in (started, finished))
+    except (TypeError, ValueError):
+        return None
+    return round((end - start).total_seconds(), 3)
+
+
+def _iso(value: str) -> str:
+    # timestamptz::text ends with "+00" (hours only); older Pythons want "+00:00".
+    if len(value) > 3 and value[-3] in "+-" and value[-2:].isdigit():
+        return value + ":00"
+    return value
+
+
+def assess(
+    request: InfoRequest,
+    server: ServerFacts,
+    legacy: dict[str, LegacyFacts],
+    unified: UnifiedFacts,
+    phases: dict[str, str],
+    migrations: dict[str, MigrationFacts],
+    disk: DiskFacts,
+) -> tuple[list[str], list[str]]:
+    """Every blocking problem and every warning, in a stable order, all at once."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    if server.version_num < MINIMUM_SERVER_VERSION:
+        problems.append(f"PostgreSQL {server.version} is too old: version 13 or newer is needed")
+    needs_copy = [s for s in request.services if phases[s] == "legacy"]
+    if not unified.exists and needs_copy and not (server.superuser or server.createdb):
+        problems.append(
+            f"login role {server.login_user!r} can neither create database {request.database!r} "
+            "(no CREATEDB, not superuser) nor find it"
+        )
+    if unified.exists and needs_copy and not (server.superuser or unified.can_create):
+        problems.append(
+            f"login role {server.login_user!r} lacks the CREATE privilege on database {request.database!r} "
+            "(needed to create the service schemas)"
+        )
+    for service in request.services:
+        facts = legacy[service]
+        schema = unified.schemas.get(service, SchemaFacts())
+        if facts.error:
+            problems.append(f"legacy database {facts.database!r} cannot be read: {facts.error}")
+        if phases[service] == "legacy":
+            if not facts.exists:
+                problems.append(
+                    f"legacy database {facts.database!r} is missing and database {request.database!r} records "
+                    f"no copy of it into schema {service!r}"
+                )
+            elif not (server.superuser or facts.owned):
+                problems.append(
+                    f"login role {server.login_user!r} is neither superuser nor a member of {facts.owner!r}, the "
+                    f"owner of legacy database {facts.database!r} (needed to freeze, copy and later drop it)"
+                )
+            if schema.exists and schema.objects:
+                shown = ", ".join(schema.objects[:10]) + (" ..." if len(schema.objects) > 10 else "")
+                message = (
+                    f"schema {service!r} of database {request.database!r} is occupied by objects that are not a "
+                    f"recorded copy of {facts.database!r}: {shown}"
+                )
+                if request.if_target_exists == "replace":
+                    warnings.append(message + " (they will be replaced by the copy)")
+                else:
+                    problems.append(message)
+        found = migrations.get(service)
+        if found and found.error:
+            problems.append(f"migrations of service {service!r} cannot be read: {found.error}")
+        if found and found.blocked_go:
+            versions = ", ".join(str(v) for v in found.blocked_go)
+            problems.append(
+                f"service {service!r} has pending Go migrations without a Python port, which cannot be run: {versions}"
+            )
+        if facts.exists and facts.other_sessions and phases[service] == "legacy":
+            warnings.append(
+                f"legacy database {facts.database!r} has {len(facts.other_sessions)} other session(s) connected"
+            )
+    if disk.checked and disk.free_bytes is not None and disk.free_bytes < disk.needed_bytes:
+        problems.append(
+            f"not enough free disk space on {disk.path}: {disk.free_bytes} bytes free, {disk.needed_bytes} bytes "
+            f"needed (legacy databases still to copy x {disk.margin})"
+        )
+    elif not disk.checked and disk.needed_bytes:
+        warnings.append(f"free disk space for the copy was not checked: {disk.reason}")
+    return problems, warnings
+
+
+# Why a service's legacy database may not be dropped yet, in the order the cleanup lists them.
+CLEANUP_BLOCKERS = ("not_copied", "not_verified", "other_sessions", "source_changed")
+SOURCE_CHANGES_REMEDY = (
+    "copy it again (-e db_to_schema_if_target_exists=replace) or accept losing the writes "
+    "(-e lamassu_accept_source_changes=true)"
+)
+
+
+def cleanup_blockers(service: str, result: dict, legacy: dict, accept_source_changes: bool) -> dict[str, str]:
+    """What keeps the legacy database of one service (``result``: its entry of ``services``, ``legacy``: of
+    ``legacy``) from being dropped, by kind of blocker; empty when it may be dropped or is gone already."""
+    phase = result["phase"]
+    if phase == "cleaned":
+        return {}
+    if phase == "legacy":
+        return {"not_copied": f"service {service!r} is not copied yet (phase legacy)"}
+    found: dict[str, str] = {}
+    if not result["verified"]:
+        found["not_verified"] = f"the recorded copy of service {service!r} was not verified"
+    if legacy.get("other_sessions"):
+        found["other_sessions"] = f"other sessions are connected to legacy database {legacy['database']!r}"
+    if result.get("source_changed") and not accept_source_changes:
+        changes = source_changes.summary(result.get("source_changes") or ["its statistics cannot tell"])
+        found["source_changed"] = f"service {service!r} took writes after its copy ({changes}); {SOURCE_CHANGES_REMEDY}"
+    return found
+
+
+def cutover_blockers(services: dict[str, dict], accept_source_changes: bool) -> list[str]:
+    """Why the services may not be pointed at their schema: a legacy database that took writes after its copy."""
+    if accept_source_changes:
+        return []
+    return [
+        f"the legacy database of service {s!r} took writes after its copy "
+        f"({source_changes.summary(result.get('source_changes') or ['its statistics cannot tell'])}); "
+        f"{SOURCE_CHANGES_REMEDY}"
+        for s, result in services.items()
+        if result.get("source_changed")
+    ]
+
+
+def empty_schemas(schemas: dict[str, dict]) -> list[str]:
+    """Service schemas that exist, hold nothing and are no recorded copy (what rollback may drop as made by us)."""
+    return [name for name, facts in schemas.items() if facts["exists"] and not facts["copy"] and not facts["objects"]]
+
+
+def recorded_schemas(schemas: dict[str, dict]) -> list[str]:
+    """Schemas holding a recorded copy, then those with only a recorded freeze: what rollback.yml removes."""
+    copies = [name for name, facts in schemas.items() if facts["copy"]]
+    return copies + [name for name, facts in schemas.items() if not facts["copy"] and facts["freeze_recorded"]]
+
+
+def cleanup_decision(services: dict[str, dict], legacy: dict[str, dict], accept_source_changes: bool) -> dict:
+    """Which legacy databases the cleanup may drop and, all at once, what blocks it (per kind, then per service)."""
+    per_service = {s: cleanup_blockers(s, services[s], legacy[s], accept_source_changes) for s in services}
+    droppable = [s for s in services if services[s]["phase"] in ("copied", "migrated")]
+    return {
+        "droppable": droppable,
+        "databases": [legacy[s]["database"] for s in droppable],
+        "blockers": [found[kind] for kind in CLEANUP_BLOCKERS for found in per_service.values() if kind in found],
+        "services": {s: list(found.values()) for s, found in per_service.items()},
+    }
+
+
+def service_result(
+    request: InfoRequest,
+    params: ConnectionParams,
+    service: str,
+    phase: str,
+    legacy: LegacyFacts,
+    schema: SchemaFacts | None,
+    migrations: MigrationFacts | None,
+    changes: list[str] | None = None,
+) -> dict:
+    """``changes``: what the legacy database took since the recorded copy, None when there is nothing to compare."""
+    schema = schema or SchemaFacts()
+    copy = schema.copy or {}
+    return {
+        "phase": phase,
+        "legacy_database": legacy.database,
+        "legacy_goose_version": legacy.goose_version,
+        "schema_goose_version": schema.goose_version,
+        "copied_goose_version": copy.get("goose_version"),
+        "rows_copied": copy.get("rows"),
+        "copy_duration_s": copy.get("duration_s"),
+        "verified": bool(copy.get("verified")),
+        "frozen": legacy.frozen,
+        "source_changed": bool(changes) if changes is not None else None,
+        "source_changes": changes or [],
+        "pending_migrations": migrations.pending if migrations else None,
+        "blocked_go_migrations": migrations.blocked_go if migrations else [],
+        "dsn": params.dsn(request.database, service),
+    }
