@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 
+from . import info_rules as rules
 from ._pg import psycopg2
 from .connection import ConnectionParams, connect
 from .dbcopy import freeze, source_changes
@@ -21,24 +22,6 @@ from .goose.plan import pending_entries
 from .goose.source import collect
 from .goose.store import VersionStore
 from .goose_history import History
-from .info_rules import (
-    PHASES,
-    DiskFacts,
-    InfoRequest,
-    LegacyFacts,
-    MigrationFacts,
-    SchemaFacts,
-    ServerFacts,
-    UnifiedFacts,
-    assess,
-    cleanup_decision,
-    copy_summary,
-    cutover_blockers,
-    empty_schemas,
-    recorded_schemas,
-    service_phase,
-    service_result,
-)
 from .lamassu import GOOSE_TABLE, MAINTENANCE_DATABASE
 from .session import Session
 
@@ -51,8 +34,8 @@ def is_local(params: ConnectionParams) -> bool:
     return bool(params.unix_socket) or params.host in LOCAL_HOSTS or params.host.startswith("/")
 
 
-def measure_disk(params: ConnectionParams, data_directory: str | None, needed: int, margin: float) -> DiskFacts:
-    disk = DiskFacts(needed_bytes=int(needed * margin), margin=margin)
+def measure_disk(params: ConnectionParams, data_directory: str | None, needed: int, margin: float) -> rules.DiskFacts:
+    disk = rules.DiskFacts(needed_bytes=int(needed * margin), margin=margin)
     if not disk.needed_bytes:
         disk.reason = "nothing left to copy"
         return disk
@@ -74,7 +57,7 @@ def measure_disk(params: ConnectionParams, data_directory: str | None, needed: i
 
 
 # ------------------------------------------------------------------------------------------ reads
-def read_server(session: Session) -> ServerFacts:
+def read_server(session: Session) -> rules.ServerFacts:
     row = session.fetch_one(
         """
         SELECT current_setting('server_version'), current_setting('server_version_num')::int,
@@ -84,7 +67,7 @@ def read_server(session: Session) -> ServerFacts:
         FROM pg_database d, pg_roles r WHERE d.datname = current_database() AND r.rolname = current_user
         """
     )
-    return ServerFacts(*row)
+    return rules.ServerFacts(*row)
 
 
 def read_databases(session: Session, names: list[str]) -> dict[str, tuple]:
@@ -113,7 +96,7 @@ def read_tables(session: Session, schema: str) -> list[dict]:
     return [{"name": name, "rows": max(int(rows), 0)} for name, rows in rows]
 
 
-def read_schema(session: Session, schema: str) -> SchemaFacts:
+def read_schema(session: Session, schema: str) -> rules.SchemaFacts:
     row = session.fetch_one(
         """
         SELECT pg_get_userbyid(n.nspowner),
@@ -125,11 +108,11 @@ def read_schema(session: Session, schema: str) -> SchemaFacts:
         (schema,),
     )
     if row is None:
-        return SchemaFacts()
+        return rules.SchemaFacts()
     store = VersionStore(session, schema, GOOSE_TABLE)
     has_goose = store.exists()
     history = store.read() if has_goose else History()
-    return SchemaFacts(
+    return rules.SchemaFacts(
         exists=True,
         owner=row[0],
         objects=list(row[1]),
@@ -139,7 +122,7 @@ def read_schema(session: Session, schema: str) -> SchemaFacts:
     )
 
 
-def read_legacy(params: ConnectionParams, facts: LegacyFacts) -> None:
+def read_legacy(params: ConnectionParams, facts: rules.LegacyFacts) -> None:
     """Tables and goose history of an existing legacy database; a failure is kept as ``error``."""
     try:
         conn = connect(params, facts.database)
@@ -160,7 +143,9 @@ def read_legacy(params: ConnectionParams, facts: LegacyFacts) -> None:
         conn.close()
 
 
-def read_migrations(path: str, service: str, history: History, listed: tuple[str, ...] | None = None) -> MigrationFacts:
+def read_migrations(
+    path: str, service: str, history: History, listed: tuple[str, ...] | None = None
+) -> rules.MigrationFacts:
     """The pending migrations of ``service`` from ``<path>/<service>``, or from the ``<service>/<file>`` names of
     ``listed`` when the directory is on the controller."""
     directory = os.path.join(path, service)
@@ -168,17 +153,17 @@ def read_migrations(path: str, service: str, history: History, listed: tuple[str
     if listed is not None:
         names = [name.split("/", 1)[1] for name in listed if name.startswith(service + "/") and name.count("/") == 1]
         if not names:
-            return MigrationFacts()
+            return rules.MigrationFacts()
     elif not os.path.isdir(directory):
-        return MigrationFacts()
+        return rules.MigrationFacts()
     try:
         sources = collect(directory, names)
     except InvalidInput as exc:
-        return MigrationFacts(found=True, error=str(exc))
-    return MigrationFacts(found=True, pending=pending_entries(sources, history))
+        return rules.MigrationFacts(found=True, error=str(exc))
+    return rules.MigrationFacts(found=True, pending=pending_entries(sources, history))
 
 
-def gather(params: ConnectionParams, request: InfoRequest) -> dict:
+def gather(params: ConnectionParams, request: rules.InfoRequest) -> dict:
     """Every fact, the phases and the problems; raises ConnectionFailed when the server cannot be reached."""
     request.validate()
     maintenance = Session(connect(params, MAINTENANCE_DATABASE), [])
@@ -186,16 +171,16 @@ def gather(params: ConnectionParams, request: InfoRequest) -> dict:
         server = read_server(maintenance)
         names = [request.legacy_name(s) for s in request.services]
         databases = read_databases(maintenance, [*names, request.database])
-        legacy: dict[str, LegacyFacts] = {}
+        legacy: dict[str, rules.LegacyFacts] = {}
         for service, name in zip(request.services, names, strict=True):
-            facts = LegacyFacts(database=name)
+            facts = rules.LegacyFacts(database=name)
             if name in databases:
                 facts.exists = True
                 facts.owner, facts.owned, facts.size_bytes, _create = databases[name]
                 facts.frozen = freeze.is_frozen(maintenance, name)
                 facts.other_sessions = freeze.other_sessions(maintenance, name)
             legacy[service] = facts
-        unified = UnifiedFacts(database=request.database, exists=request.database in databases)
+        unified = rules.UnifiedFacts(database=request.database, exists=request.database in databases)
         if unified.exists:
             unified.can_create = bool(databases[request.database][3])
         data_directory = server.data_directory
@@ -210,10 +195,10 @@ def gather(params: ConnectionParams, request: InfoRequest) -> dict:
     if unified.exists:
         read_unified(params, request, unified)
 
-    migrations: dict[str, MigrationFacts] = {}
+    migrations: dict[str, rules.MigrationFacts] = {}
     phases: dict[str, str] = {}
     for service in request.services:
-        schema = unified.schemas.get(service, SchemaFacts())
+        schema = unified.schemas.get(service, rules.SchemaFacts())
         counted = schema.history if schema.copy else legacy[service].history
         if request.migrations_path or request.migration_files is not None:
             migrations[service] = read_migrations(
@@ -221,7 +206,7 @@ def gather(params: ConnectionParams, request: InfoRequest) -> dict:
             )
         found = migrations.get(service)
         pending = len(found.pending) if found and found.found and not found.error else None
-        phases[service] = service_phase(legacy[service].exists, schema.copy, schema.goose_version, pending)
+        phases[service] = rules.service_phase(legacy[service].exists, schema.copy, schema.goose_version, pending)
     changes = {
         s: source_changes.compare(unified.schemas[s].recorded_stats, legacy[s].stats)
         for s in request.services
@@ -230,7 +215,7 @@ def gather(params: ConnectionParams, request: InfoRequest) -> dict:
 
     to_copy = sum(legacy[s].size_bytes or 0 for s in request.services if phases[s] == "legacy" and legacy[s].exists)
     disk = measure_disk(params, data_directory, to_copy, request.disk_margin)
-    problems, warnings = assess(request, server, legacy, unified, phases, migrations, disk)
+    problems, warnings = rules.assess(request, server, legacy, unified, phases, migrations, disk)
     warnings += [
         f"legacy database {legacy[s].database!r} changed after its copy into schema {s!r}: "
         f"{source_changes.summary(found)}; cutover and cleanup refuse it until it is copied again "
@@ -239,13 +224,13 @@ def gather(params: ConnectionParams, request: InfoRequest) -> dict:
         if found
     ]
     services = {
-        s: service_result(
+        s: rules.service_result(
             request, params, s, phases[s], legacy[s], unified.schemas.get(s), migrations.get(s), changes.get(s)
         )
         for s in request.services
     }
     legacy_result = {s: legacy[s].as_dict() for s in request.services}
-    cleanup = cleanup_decision(services, legacy_result, request.accept_source_changes)
+    cleanup = rules.cleanup_decision(services, legacy_result, request.accept_source_changes)
     for service, blockers in cleanup.pop("services").items():
         services[service]["cleanup_blockers"] = blockers
     return {
@@ -255,13 +240,13 @@ def gather(params: ConnectionParams, request: InfoRequest) -> dict:
         "legacy": legacy_result,
         "unified": {
             **unified.as_dict(),
-            "empty_schemas": empty_schemas(unified.schema_dicts()),
-            "recorded_schemas": recorded_schemas(unified.schema_dicts()),
+            "rules.empty_schemas": rules.empty_schemas(unified.schema_dicts()),
+            "rules.recorded_schemas": rules.recorded_schemas(unified.schema_dicts()),
         },
         "services": services,
         "cleanup": cleanup,
-        "cutover": {"blockers": cutover_blockers(services, request.accept_source_changes)},
-        "phases": {phase: [s for s in request.services if phases[s] == phase] for phase in PHASES},
+        "cutover": {"blockers": rules.cutover_blockers(services, request.accept_source_changes)},
+        "phases": {phase: [s for s in request.services if phases[s] == phase] for phase in rules.PHASES},
         "ready": not problems,
         "problems": problems,
         "notices": warnings,
@@ -269,7 +254,7 @@ def gather(params: ConnectionParams, request: InfoRequest) -> dict:
     }
 
 
-def read_unified(params: ConnectionParams, request: InfoRequest, unified: UnifiedFacts) -> None:
+def read_unified(params: ConnectionParams, request: rules.InfoRequest, unified: rules.UnifiedFacts) -> None:
     conn = connect(params, request.database)
     try:
         session = Session(conn, [])
@@ -279,7 +264,7 @@ def read_unified(params: ConnectionParams, request: InfoRequest, unified: Unifie
             schema = read_schema(session, service)
             if unified.journal:
                 record = journal.published(request.legacy_name(service), SOURCE_SCHEMA, service)
-                schema.copy = copy_summary(record) if record else None
+                schema.copy = rules.copy_summary(record) if record else None
                 schema.recorded_stats = record.source_stats if record else None
                 schema.freeze_recorded = journal.freeze_record(request.legacy_name(service))[0]
             unified.schemas[service] = schema

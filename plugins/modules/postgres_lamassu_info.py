@@ -261,7 +261,8 @@ queries:
   elements: str
 """
 
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import InfoRequest, gather
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import gather
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.info_rules import InfoRequest
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE, SERVICES
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.module import ModuleContext, run_module
 
