@@ -1,6 +1,6 @@
 # Copyright (c) 2026 Lamassu IoT contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Read one schema of the source database into plain dataclasses.
+"""Read one schema of the source database into the plain dataclasses of ``catalog_model``.
 
 Everything is read inside the caller's transaction (the REPEATABLE READ
 snapshot of the copy) with ``search_path`` set to the source schema, the
@@ -13,165 +13,30 @@ extension's schema in the target database: they then name the target instead
 of the source, wherever the target keeps its extensions. References to any
 other schema stay qualified (and must exist in the target).
 
-Whatever the copy does not reproduce is collected in ``unsupported`` so that
-the run fails at plan time naming it, instead of skipping it.
+Whatever the copy does not reproduce is collected in ``unsupported`` (by the
+query of ``unsupported.py``) so that the run fails at plan time naming it,
+instead of skipping it.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 from .._pg import sql
 from ..errors import InvalidInput
 from ..goose_history import read_history
 from ..lamassu import GOOSE_TABLE
-
-# OIDs below this are built into the server: their binary COPY format is the same in every database.
-FIRST_NORMAL_OID = 16384
-
-
-@dataclass(frozen=True)
-class Grant:
-    grantee: str  # a role name, or PUBLIC
-    privilege: str
-    grantable: bool
-
-
-@dataclass
-class Column:
-    name: str
-    type: str
-    type_oid: int
-    not_null: bool = False
-    default: str | None = None
-    identity: str = ""  # '' | 'a' (ALWAYS) | 'd' (BY DEFAULT)
-    generated: str = ""  # '' | 's' (STORED)
-    collation: str | None = None  # qualified name when it differs from the type's default
-    comment: str | None = None
-    acl: list[Grant] = field(default_factory=list)
-
-
-@dataclass
-class Constraint:
-    name: str
-    kind: str  # p u c f x
-    definition: str  # pg_get_constraintdef, unqualified
-    validated: bool = True
-    comment: str | None = None
-    index_comment: str | None = None  # of the index behind a primary key, unique or exclusion constraint
-
-
-@dataclass
-class Index:
-    name: str
-    unique: bool
-    body: str  # what follows ``ON <table> USING`` in pg_get_indexdef
-    comment: str | None = None
-
-
-@dataclass
-class Sequence:
-    name: str
-    owner: str
-    data_type: str
-    start: int
-    increment: int
-    minimum: int
-    maximum: int
-    cache: int
-    cycle: bool
-    owned_by: tuple[str, str] | None = None  # (table, column)
-    identity: bool = False
-    last_value: int | None = None
-    is_called: bool = False
-    comment: str | None = None
-    acl: list[Grant] | None = None
-
-
-@dataclass
-class Table:
-    name: str
-    oid: int
-    owner: str
-    columns: list[Column] = field(default_factory=list)
-    constraints: list[Constraint] = field(default_factory=list)
-    indexes: list[Index] = field(default_factory=list)
-    unlogged: bool = False
-    options: list[str] = field(default_factory=list)
-    comment: str | None = None
-    acl: list[Grant] | None = None
-    estimated_rows: int = 0
-    bytes: int = 0
-
-    @property
-    def copy_columns(self) -> list[str]:
-        """Columns that COPY moves: generated columns are computed again by the target."""
-        return [c.name for c in self.columns if not c.generated]
-
-    @property
-    def binary_safe(self) -> bool:
-        """Binary COPY embeds type OIDs of array elements and composites: safe for built-in types only."""
-        return all(c.type_oid < FIRST_NORMAL_OID for c in self.columns)
-
-
-@dataclass
-class View:
-    name: str
-    oid: int
-    owner: str
-    definition: str
-    options: list[str] = field(default_factory=list)
-    comment: str | None = None
-    column_comments: dict[str, str] = field(default_factory=dict)
-    acl: list[Grant] | None = None
-    depends_on: list[str] = field(default_factory=list)
-
-
-@dataclass
-class TypeDef:
-    name: str
-    kind: str  # enum | domain | range | composite
-    owner: str
-    labels: list[str] = field(default_factory=list)  # enum
-    base: str = ""  # domain
-    collation: str | None = None  # domain
-    default: str | None = None  # domain
-    not_null: bool = False  # domain
-    checks: list[Constraint] = field(default_factory=list)  # domain
-    attributes: list[Column] = field(default_factory=list)  # composite
-    range_options: list[tuple[str, str]] = field(default_factory=list)  # range: (option, value SQL)
-    comment: str | None = None
-    acl: list[Grant] | None = None
-
-
-@dataclass
-class Extension:
-    name: str
-    schema: str
-    version: str
-
-
-@dataclass
-class SourceCatalog:
-    database: str
-    schema: str
-    schema_owner: str
-    schema_comment: str | None
-    schema_acl: list[Grant] | None
-    tables: list[Table] = field(default_factory=list)
-    sequences: list[Sequence] = field(default_factory=list)
-    views: list[View] = field(default_factory=list)
-    types: list[TypeDef] = field(default_factory=list)
-    extensions: list[Extension] = field(default_factory=list)
-    unsupported: list[str] = field(default_factory=list)
-    goose_version: int | None = None
-
-
-def grants_from_rows(rows) -> list[Grant] | None:
-    if rows is None:
-        return None
-    return [Grant(grantee, privilege, grantable) for grantee, privilege, grantable in rows]
-
+from .catalog_model import (
+    Column,
+    Constraint,
+    Extension,
+    Index,
+    Sequence,
+    SourceCatalog,
+    Table,
+    TypeDef,
+    View,
+    grants_from_rows,
+)
+from .unsupported import UNSUPPORTED_QUERY, not_member
 
 # A JSON array of [grantee, privilege, grantable] for an ACL column; NULL when the ACL is the default.
 _ACL = """
@@ -186,94 +51,6 @@ CASE WHEN {acl} IS NULL THEN NULL ELSE
 def acl_expr(column: str) -> str:
     return _ACL.format(acl=column)
 
-
-# Neither a member of an extension nor made implicitly with another object (range constructors, multiranges).
-_NOT_EXTENSION_MEMBER = """
-NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '{catalog}'::regclass AND e.objid = {oid}
-            AND (e.deptype = 'e' OR (e.deptype = 'i' AND e.refclassid = 'pg_type'::regclass)))
-"""
-
-
-def _not_member(catalog: str, oid: str) -> str:
-    return _NOT_EXTENSION_MEMBER.format(catalog=catalog, oid=oid)
-
-
-# Objects of a kind the copy does not reproduce, found by name in their catalog unless an extension owns them:
-# (kind, catalog, name column, namespace column).
-UNSUPPORTED_NAMED = (
-    ("operator", "pg_operator", "oprname", "oprnamespace"),
-    ("operator class", "pg_opclass", "opcname", "opcnamespace"),
-    ("operator family", "pg_opfamily", "opfname", "opfnamespace"),
-    ("collation", "pg_collation", "collname", "collnamespace"),
-    ("conversion", "pg_conversion", "conname", "connamespace"),
-    ("text search configuration", "pg_ts_config", "cfgname", "cfgnamespace"),
-    ("text search dictionary", "pg_ts_dict", "dictname", "dictnamespace"),
-)
-
-
-def _unsupported_named() -> str:
-    return "\n  UNION ALL\n".join(
-        f"  SELECT '{kind}', o.{name} FROM {catalog} o WHERE o.{namespace} = %(ns)s AND {_not_member(catalog, 'o.oid')}"
-        for kind, catalog, name, namespace in UNSUPPORTED_NAMED
-    )
-
-
-UNSUPPORTED_QUERY = f"""
-SELECT kind, name FROM (
-  SELECT CASE c.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table'
-                        WHEN 'm' THEN 'materialized view' WHEN 'I' THEN 'partitioned index'
-                        ELSE 'relation of kind ' || c.relkind::text END AS kind, c.relname::text AS name
-  FROM pg_class c WHERE c.relnamespace = %(ns)s AND c.relkind NOT IN ('r', 'v', 'S', 'i', 'c')
-  UNION ALL
-  SELECT 'table with inheritance or partition', c.relname FROM pg_class c
-  WHERE c.relnamespace = %(ns)s AND c.relkind = 'r'
-    AND (c.relispartition OR EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid OR i.inhparent = c.oid))
-  UNION ALL
-  SELECT 'typed table', c.relname FROM pg_class c WHERE c.relnamespace = %(ns)s AND c.reloftype <> 0
-  UNION ALL
-  SELECT 'trigger', tg.tgname || ' on ' || c.relname FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
-  WHERE c.relnamespace = %(ns)s AND NOT tg.tgisinternal
-  UNION ALL
-  SELECT 'rule', r.rulename || ' on ' || c.relname FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
-  WHERE c.relnamespace = %(ns)s AND r.rulename <> '_RETURN'
-  UNION ALL
-  SELECT 'row-level security policy', p.polname || ' on ' || c.relname FROM pg_policy p
-  JOIN pg_class c ON c.oid = p.polrelid WHERE c.relnamespace = %(ns)s
-  UNION ALL
-  SELECT 'row-level security', c.relname FROM pg_class c
-  WHERE c.relnamespace = %(ns)s AND (c.relrowsecurity OR c.relforcerowsecurity)
-  UNION ALL
-  SELECT CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' WHEN 'w' THEN 'window function'
-                        ELSE 'function' END, p.oid::regprocedure::text FROM pg_proc p
-  WHERE p.pronamespace = %(ns)s AND {_not_member("pg_proc", "p.oid")}
-  UNION ALL
-  SELECT CASE t.typtype WHEN 'r' THEN 'range type' WHEN 'm' THEN 'multirange type' WHEN 'b' THEN 'base type'
-                        WHEN 'p' THEN 'pseudo-type' ELSE 'type of kind ' || t.typtype::text END, t.typname
-  FROM pg_type t WHERE t.typnamespace = %(ns)s AND t.typtype NOT IN ('e', 'd', 'c', 'r')
-    AND NOT (t.typtype = 'b' AND t.typcategory = 'A' AND t.typelem <> 0)
-    AND {_not_member("pg_type", "t.oid")}
-  UNION ALL
-{_unsupported_named()}
-  UNION ALL
-  SELECT 'extended statistics', o.stxname FROM pg_statistic_ext o WHERE o.stxnamespace = %(ns)s
-  UNION ALL
-  SELECT 'default privileges', 'for role ' || pg_get_userbyid(d.defaclrole) FROM pg_default_acl d
-  WHERE d.defaclnamespace = %(ns)s
-  UNION ALL
-  SELECT 'foreign key to another schema', co.conname || ' on ' || c.relname || ' references ' || co.confrelid::regclass::text
-  FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_class rc ON rc.oid = co.confrelid
-  WHERE c.relnamespace = %(ns)s AND co.contype = 'f' AND rc.relnamespace <> %(ns)s
-  UNION ALL
-  SELECT DISTINCT 'view using a relation of another schema', c.relname || ' uses ' || d.refobjid::regclass::text
-  FROM pg_class c JOIN pg_rewrite r ON r.ev_class = c.oid
-  JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass
-  JOIN pg_class dc ON dc.oid = d.refobjid JOIN pg_namespace dn ON dn.oid = dc.relnamespace
-  WHERE c.relnamespace = %(ns)s AND c.relkind = 'v' AND dc.relnamespace <> %(ns)s
-    AND dn.nspname NOT IN ('pg_catalog', 'information_schema')
-  UNION ALL
-  SELECT 'large objects', count(*)::text || ' in the database' FROM pg_largeobject_metadata HAVING count(*) > 0
-) u ORDER BY 1, 2
-"""
 
 SCHEMA_QUERY = f"""
 SELECT n.oid, pg_get_userbyid(n.nspowner), obj_description(n.oid, 'pg_namespace'), {acl_expr("n.nspacl")}
@@ -381,7 +158,7 @@ LEFT JOIN pg_type st ON st.oid = rg.rngsubtype
 LEFT JOIN pg_opclass oc ON oc.oid = rg.rngsubopc
 LEFT JOIN pg_namespace ocn ON ocn.oid = oc.opcnamespace
 WHERE t.typnamespace = %s AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND rc.relkind = 'c'))
-  AND {_not_member("pg_type", "t.oid")}
+  AND {not_member("pg_type", "t.oid")}
 ORDER BY t.oid
 """
 
@@ -581,25 +358,3 @@ def read_goose_version(session, catalog: SourceCatalog) -> int | None:
         return None
     history = read_history(session, catalog.schema, GOOSE_TABLE)
     return None if history is None else history.current_version
-
-
-def view_order(views: list[View]) -> list[View]:
-    """Views after the views they select from (a stable topological order)."""
-    by_name = {v.name: v for v in views}
-    done: list[View] = []
-    seen: set[str] = set()
-
-    def visit(view: View, path: tuple[str, ...]) -> None:
-        if view.name in seen:
-            return
-        if view.name in path:
-            raise InvalidInput(f"Views depend on each other in a cycle: {' -> '.join((*path, view.name))}")
-        for dep in view.depends_on:
-            if dep in by_name:
-                visit(by_name[dep], (*path, view.name))
-        seen.add(view.name)
-        done.append(view)
-
-    for view in views:
-        visit(view, ())
-    return done

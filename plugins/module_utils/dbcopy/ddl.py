@@ -21,7 +21,7 @@ The statements come in the order of the copy:
 from __future__ import annotations
 
 from .._pg import sql
-from .catalog import Column, Grant, Sequence, SourceCatalog, Table, TypeDef, view_order
+from .catalog_model import Column, Grant, Sequence, SourceCatalog, Table, TypeDef, view_order
 
 POST_DATA_KINDS = ("p", "u", "x")
 

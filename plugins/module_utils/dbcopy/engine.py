@@ -41,7 +41,7 @@ from ..connection import ConnectionParams
 from ..errors import InvalidInput, LamassuError, OperationFailed
 from ..session import Session
 from . import ddl, freeze, removal, snapshot, source_changes, target
-from .catalog import SourceCatalog
+from .catalog_model import SourceCatalog
 from .hooks import Hooks
 from .journal import CopyRecord, Journal
 from .request import REMEDY, TABLE_RESULT_KEYS, CopyJob, CopyRequest, TableOutcome, database_exists

@@ -21,7 +21,7 @@ from ..connection import connect
 from ..errors import LamassuError, OperationFailed
 from ..session import Session
 from . import ddl, verify
-from .catalog import Table
+from .catalog_model import Table
 from .request import CopyJob, TableOutcome
 from .snapshot import Snapshot
 from .stream import RowHashes, StreamError, copy_in, copy_out, ctid_range, page_ranges, prepare_session, stream

@@ -11,7 +11,8 @@ from .._pg import psycopg2, sql
 from ..errors import InvalidInput
 from ..session import Session
 from . import source_changes, verify
-from .catalog import SourceCatalog, read_catalog
+from .catalog import read_catalog
+from .catalog_model import SourceCatalog
 from .request import CopyJob
 from .stream import page_ranges
 

@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 
 from .._pg import psycopg2, sql
-from .catalog import Table
+from .catalog_model import Table
 
 BUFFER_BYTES = 1 << 20
 BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"

@@ -14,7 +14,8 @@ from ..lamassu import COLLECTION_VERSION, GOOSE_TABLE
 from ..locks import LockKey, take, try_lock
 from ..session import Session
 from . import ddl
-from .catalog import SourceCatalog, acl_expr, extension_schemas, grants_from_rows, reading_path
+from .catalog import acl_expr, extension_schemas, reading_path
+from .catalog_model import SourceCatalog, grants_from_rows
 from .journal import CopyRecord, Journal
 from .request import LOCK_RETRY_SECONDS, MESSAGE_OBJECTS, STAGING_MARKER, CopyJob, TableOutcome
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._pg import sql
-from .catalog import Table
+from .catalog_model import Table
 
 VERIFY_MODES = ("none", "count", "checksum")
 

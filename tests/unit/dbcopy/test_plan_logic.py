@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy import ddl
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.catalog import (
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.catalog import reading_path
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.catalog_model import (
     Column,
     Constraint,
     Extension,
@@ -15,7 +16,6 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.catalog
     SourceCatalog,
     Table,
     View,
-    reading_path,
     view_order,
 )
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.request import (
