@@ -26,7 +26,8 @@ The rooms of the copy (``plugins/module_utils/dbcopy/``), from the top down:
   and ``CopyJob``, one run's state and result skeleton;
 - ``hooks.py`` the test hooks (pause at a phase, split small tables), read
   from the environment once per run;
-- ``catalog.py`` reads the source, ``ddl.py`` makes the statements,
+- ``catalog.py`` reads the source into the dataclasses of ``catalog_model.py``
+  (``unsupported.py`` lists what the copy refuses), ``ddl.py`` makes the statements,
   ``stream.py`` moves rows with COPY, ``verify.py`` compares, ``journal.py``
   records, ``freeze.py`` makes the source read-only, ``source_changes.py``
   tells whether the source took writes since its copy.
