@@ -240,8 +240,8 @@ def gather(params: ConnectionParams, request: rules.InfoRequest) -> dict:
         "legacy": legacy_result,
         "unified": {
             **unified.as_dict(),
-            "rules.empty_schemas": rules.empty_schemas(unified.schema_dicts()),
-            "rules.recorded_schemas": rules.recorded_schemas(unified.schema_dicts()),
+            "empty_schemas": rules.empty_schemas(unified.schema_dicts()),
+            "recorded_schemas": rules.recorded_schemas(unified.schema_dicts()),
         },
         "services": services,
         "cleanup": cleanup,
