@@ -457,6 +457,16 @@ def test_drop_source_accepts_source_changes_when_told(pg, legacy):
     assert dropped["source_changes"] == [f"table {GOOSE_TABLE}: 1 deletes"]
 
 
+def test_check_mode_plans_a_new_copy_and_the_drop_of_its_source(pg, legacy):
+    prefix, _summary, target = legacy
+    source = prefix + "va"
+    args = {"source_database": source, "target_database": target, "target_schema": "va", "drop_source": True}
+    planned = run_module(MODULE, args, pg, check=True).result
+    assert planned["changed"] is True and not planned.get("failed"), planned.get("msg")
+    assert planned["queries"][-3] == f'DROP DATABASE "{source}"'
+    assert query(pg, "postgres", "SELECT count(*) FROM pg_database WHERE datname = %s", (source,)) == [(1,)]
+
+
 def test_drop_source_needs_verification(pg, legacy):
     prefix, _summary, target = legacy
     result = run_module(

@@ -127,7 +127,7 @@ class Engine:
         job.source_changes = []  # this run's copy holds what the source holds
         job.log(f"published in {job.elapsed():.1f} s")
         if req.drop_source:
-            removal.drop_source(job, session, journal, job.source_stats)
+            removal.drop_source(job, session, journal, removal.source_changes_since(job, job.source_stats))
             job.log("source database dropped")
         return job.result(True, catalog.goose_version, [o.result() for o in outcomes])
 
@@ -203,7 +203,7 @@ class Engine:
                         "drop_source needs a verified copy"
                     )
                 changed = True
-                removal.drop_source(job, session, journal, record.source_stats)
+                removal.drop_source(job, session, journal, job.source_changes)  # read once, above
         else:
             job.source_dropped = True
         job.log(f"already copied (journal entry {record.id}, {record.finished_at})")
@@ -263,7 +263,8 @@ class Engine:
         planned = [TableOutcome(t.name, t.estimated_rows, t.bytes, 0.0, False) for t in catalog.tables]
         self._publish(session, journal, catalog, planned, started_at)
         if self.request.drop_source:
-            removal.drop_source(job, session, journal, job.source_stats)
+            # The copy being planned would read the source as it is now: nothing to lose yet.
+            removal.drop_source(job, session, journal, [])
 
 
 def run_copy(params: ConnectionParams, request: CopyRequest, check_mode: bool = False, log=None) -> dict:

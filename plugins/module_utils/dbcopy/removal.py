@@ -45,15 +45,14 @@ def absent(job: CopyJob, session: Session) -> dict:
     return job.result(changed, record.goose_version if record else None)
 
 
-def drop_source(job: CopyJob, session: Session, journal: Journal, recorded_stats: dict | None) -> None:
-    """Drop the source database, unless it took writes after the copy whose counters are ``recorded_stats``."""
+def drop_source(job: CopyJob, session: Session, journal: Journal, changes: list[str]) -> None:
+    """Drop the source database, unless it took writes after its copy (``changes``, ``source_changes_since``)."""
     req = job.request
     job.phase = "drop_source"
     if not database_exists(session, req.source_database):
         job.source_dropped = True
         return
-    changes = [] if req.accept_source_changes else source_changes_since(job, recorded_stats)
-    if changes:
+    if changes and not req.accept_source_changes:
         raise InvalidInput(
             f"Refusing to drop the source database {req.source_database!r}: it changed after its copy into "
             f"schema {req.target!r} ({source_changes.summary(changes)}), and those writes would be lost. "
