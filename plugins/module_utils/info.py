@@ -22,7 +22,8 @@ from .goose.plan import pending_entries
 from .goose.source import collect
 from .goose.store import VersionStore
 from .goose_history import History
-from .lamassu import GOOSE_TABLE, MAINTENANCE_DATABASE
+from .lamassu import GOOSE_TABLE, MAINTENANCE_DATABASE, UNIFIED_DATABASE_NAMES
+from .migration_tree import find_root
 from .session import Session
 
 LOCAL_HOSTS = ("", "localhost", "127.0.0.1", "::1")
@@ -57,17 +58,60 @@ def measure_disk(params: ConnectionParams, data_directory: str | None, needed: i
 
 
 # ------------------------------------------------------------------------------------------ reads
-def read_server(session: Session) -> rules.ServerFacts:
+def read_server(session: Session, params: ConnectionParams) -> rules.ServerFacts:
     row = session.fetch_one(
         """
         SELECT current_setting('server_version'), current_setting('server_version_num')::int,
                pg_encoding_to_char(d.encoding), current_setting('max_connections')::int,
                (SELECT setting FROM pg_settings WHERE name = 'data_directory'),
-               current_user::text, r.rolsuper, r.rolcreatedb
+               current_user::text, r.rolsuper, r.rolcreatedb, pg_is_in_recovery(), current_setting('port')::int
         FROM pg_database d, pg_roles r WHERE d.datname = current_database() AND r.rolname = current_user
         """
     )
-    return rules.ServerFacts(*row)
+    server = rules.ServerFacts(*row)
+    info = session.conn.info
+    # Over TCP the client knows the port it reached; a Unix socket's name carries the server's own port.
+    if info.host and not info.host.startswith("/"):
+        server.connected_port = int(info.port)
+    server.pooler = read_pooler(session)
+    return server
+
+
+def read_pooler(session: Session) -> str | None:
+    """pgpool-II answers SHOW pool_version itself; PostgreSQL has no such setting."""
+    try:
+        with session.conn.cursor() as cur:
+            cur.execute("SHOW pool_version")
+            row = cur.fetchone()
+    except psycopg2.Error:
+        session.conn.rollback()
+        return None
+    return f"pgpool-II {row[0]}" if row else "pgpool-II"
+
+
+def read_other_database(params: ConnectionParams, name: str, services: tuple[str, ...]) -> rules.OtherDatabaseFacts:
+    """The schemas named after a service in the other unified database, with their number of tables."""
+    facts = rules.OtherDatabaseFacts(database=name)
+    try:
+        conn = connect(params, name)
+    except LamassuError as exc:
+        facts.error = str(exc)
+        return facts
+    try:
+        rows = Session(conn, []).fetch_all(
+            """
+            SELECT n.nspname::text, count(c.oid)::int FROM pg_namespace n
+            LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
+            WHERE n.nspname = ANY(%s) GROUP BY 1 ORDER BY 1
+            """,
+            (list(services),),
+        )
+        facts.service_schemas = dict(rows)
+    except psycopg2.Error as exc:
+        facts.error = str(exc).strip()
+    finally:
+        conn.close()
+    return facts
 
 
 def read_databases(session: Session, names: list[str]) -> dict[str, tuple]:
@@ -148,8 +192,13 @@ def read_migrations(
 ) -> rules.MigrationFacts:
     """The pending migrations of ``service`` from ``<path>/<service>``, or from the ``<service>/<file>`` names of
     ``listed`` when the directory is on the controller."""
-    directory = os.path.join(path, service)
     names = None
+    directory = ""
+    if listed is None:
+        try:
+            directory = os.path.join(find_root(path), service)
+        except InvalidInput:
+            return rules.MigrationFacts()
     if listed is not None:
         names = [name.split("/", 1)[1] for name in listed if name.startswith(service + "/") and name.count("/") == 1]
         if not names:
@@ -168,9 +217,10 @@ def gather(params: ConnectionParams, request: rules.InfoRequest) -> dict:
     request.validate()
     maintenance = Session(connect(params, MAINTENANCE_DATABASE), [])
     try:
-        server = read_server(maintenance)
+        server = read_server(maintenance, params)
         names = [request.legacy_name(s) for s in request.services]
-        databases = read_databases(maintenance, [*names, request.database])
+        other_names = [name for name in UNIFIED_DATABASE_NAMES if name != request.database]
+        databases = read_databases(maintenance, [*names, request.database, *other_names])
         legacy: dict[str, rules.LegacyFacts] = {}
         for service, name in zip(request.services, names, strict=True):
             facts = rules.LegacyFacts(database=name)
@@ -194,6 +244,7 @@ def gather(params: ConnectionParams, request: rules.InfoRequest) -> dict:
             read_legacy(params, facts)
     if unified.exists:
         read_unified(params, request, unified)
+    others = [read_other_database(params, name, request.services) for name in other_names if name in databases]
 
     migrations: dict[str, rules.MigrationFacts] = {}
     phases: dict[str, str] = {}
@@ -215,7 +266,7 @@ def gather(params: ConnectionParams, request: rules.InfoRequest) -> dict:
 
     to_copy = sum(legacy[s].size_bytes or 0 for s in request.services if phases[s] == "legacy" and legacy[s].exists)
     disk = measure_disk(params, data_directory, to_copy, request.disk_margin)
-    problems, warnings = rules.assess(request, server, legacy, unified, phases, migrations, disk)
+    problems, warnings = rules.assess(request, server, legacy, unified, phases, migrations, disk, others)
     warnings += [
         f"legacy database {legacy[s].database!r} changed after its copy into schema {s!r}: "
         f"{source_changes.summary(found)}; cutover and cleanup refuse it until it is copied again "
@@ -236,6 +287,7 @@ def gather(params: ConnectionParams, request: rules.InfoRequest) -> dict:
     return {
         "changed": False,
         "server": server.as_dict(),
+        "other_databases": {other.database: other.as_dict() for other in others},
         "disk": disk.as_dict(),
         "legacy": legacy_result,
         "unified": {

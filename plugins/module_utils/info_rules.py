@@ -40,6 +40,8 @@ class InfoRequest:
     if_target_exists: str = "fail"
     # Cleanup may drop a legacy database that took writes after its copy (those writes are lost).
     accept_source_changes: bool = False
+    # A port that differs from the server's own is a pooler or a proxy; false when it is a plain port mapping.
+    proxy_check: bool = True
 
     def validate(self) -> None:
         check_identifier(self.database, "unified database")
@@ -65,6 +67,22 @@ class ServerFacts:
     login_user: str
     superuser: bool
     createdb: bool
+    in_recovery: bool = False
+    listen_port: int | None = None  # the server's own port setting
+    connected_port: int | None = None  # the TCP port the connection used; None over a Unix socket
+    pooler: str | None = None  # what answered for a connection pooler (pgpool-II's SHOW pool_version)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class OtherDatabaseFacts:
+    """The other name of the unified database (``lamassu`` / ``pki``), when it exists on the server."""
+
+    database: str
+    service_schemas: dict[str, int] = field(default_factory=dict)  # schema named after a service -> its tables
+    error: str | None = None
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -202,12 +220,18 @@ def assess(
     phases: dict[str, str],
     migrations: dict[str, MigrationFacts],
     disk: DiskFacts,
+    others: list[OtherDatabaseFacts] = (),
 ) -> tuple[list[str], list[str]]:
     """Every blocking problem and every warning, in a stable order, all at once."""
     problems: list[str] = []
     warnings: list[str] = []
     if server.version_num < MINIMUM_SERVER_VERSION:
         problems.append(f"PostgreSQL {server.version} is too old: version 13 or newer is needed")
+    problems += connection_problems(request, server)
+    for other in others:
+        problem, warning = other_database_findings(request, other)
+        problems += [problem] if problem else []
+        warnings += [warning] if warning else []
     needs_copy = [s for s in request.services if phases[s] == "legacy"]
     if not unified.exists and needs_copy and not (server.superuser or server.createdb):
         problems.append(
@@ -251,7 +275,9 @@ def assess(
         if found and found.blocked_go:
             versions = ", ".join(str(v) for v in found.blocked_go)
             problems.append(
-                f"service {service!r} has pending Go migrations without a Python port, which cannot be run: {versions}"
+                f"service {service!r} has pending Go migrations without a Python port, which cannot be run: "
+                f"{versions}; upgrade Lamassu within the legacy layout first (its goose-lamassu Job runs them), "
+                "or add a .py port of each"
             )
         if facts.exists and facts.other_sessions and phases[service] == "legacy":
             warnings.append(
@@ -265,6 +291,59 @@ def assess(
     elif not disk.checked and disk.needed_bytes:
         warnings.append(f"free disk space for the copy was not checked: {disk.reason}")
     return problems, warnings
+
+
+DIRECT_CONNECTION_NEEDS = (
+    "the copy needs exported snapshots, session advisory locks and pg_terminate_backend on a direct connection to "
+    "the primary"
+)
+
+
+def connection_problems(request: InfoRequest, server: ServerFacts) -> list[str]:
+    """A standby, or a connection through a pooler or proxy: the copy cannot work through either."""
+    problems = []
+    if server.in_recovery:
+        problems.append(
+            "the server is a standby (pg_is_in_recovery() is true): "
+            f"{DIRECT_CONNECTION_NEEDS}; point lamassu_pg_host at the primary"
+        )
+    if server.pooler:
+        problems.append(
+            f"the connection goes through {server.pooler}, not to PostgreSQL itself: {DIRECT_CONNECTION_NEEDS}; "
+            "point lamassu_pg_host/lamassu_pg_port at the PostgreSQL server"
+        )
+    elif (
+        request.proxy_check
+        and server.connected_port is not None
+        and server.listen_port is not None
+        and server.connected_port != server.listen_port
+    ):
+        problems.append(
+            f"the connection used port {server.connected_port} but the server listens on port {server.listen_port}: "
+            f"a pooler (PgBouncer, pgpool-II) or a proxy sits in between, and {DIRECT_CONNECTION_NEEDS}; point "
+            "lamassu_pg_host/lamassu_pg_port at the PostgreSQL server (if that port is only a plain port mapping "
+            "to the server, e.g. docker -p, set lamassu_pg_proxy_check: false)"
+        )
+    return problems
+
+
+def other_database_findings(request: InfoRequest, other: OtherDatabaseFacts) -> tuple[str | None, str | None]:
+    """(problem, warning) about the other name of the unified database existing on the server."""
+    if other.error:
+        return None, f"database {other.database!r} exists but cannot be read: {other.error}"
+    if not other.service_schemas:
+        return None, (
+            f"database {other.database!r} exists on the server and holds no Lamassu service schema; this run uses "
+            f"{request.database!r}: make sure your Lamassu build reads {request.database!r}"
+        )
+    shown = ", ".join(f"{name} ({tables} tables)" for name, tables in other.service_schemas.items())
+    return (
+        f"database {other.database!r} already holds Lamassu service schemas ({shown}) while this run copies into "
+        f"{request.database!r}: a Lamassu build that reads {other.database!r} would start on that data, not on the "
+        f"copy. Set lamassu_pg_database: {other.database} if your build reads it (upstream's schema branch "
+        f"feat/schema-db reads pki), or drop database {other.database!r} if it is a leftover",
+        None,
+    )
 
 
 # Why a service's legacy database may not be dropped yet, in the order the cleanup lists them.

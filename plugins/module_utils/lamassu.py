@@ -6,6 +6,9 @@ from __future__ import annotations
 
 SERVICES: tuple[str, ...] = ("ca", "devicemanager", "dmsmanager", "alerts", "va", "kms")
 DEFAULT_DATABASE = "lamassu"
+# The names of the unified database: the plan's (db-to-schema.md) and upstream's schema branch's (feat/schema-db,
+# MAIN_DB_NAME in engines/storage/postgres). Preflight reports the one not chosen when it holds service schemas.
+UNIFIED_DATABASE_NAMES: tuple[str, ...] = (DEFAULT_DATABASE, "pki")
 GOOSE_TABLE = "goose_db_version"
 # The database a connection opens when it has none of its own to open (creating the unified one, the lock).
 MAINTENANCE_DATABASE = "postgres"

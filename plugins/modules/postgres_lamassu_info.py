@@ -36,7 +36,9 @@ options:
     default: ""
   migrations_path:
     description:
-      - Directory of the managed host with one sub-directory of goose migration files per service.
+      - Directory of the managed host with one sub-directory of goose migration files per service, as in a Lamassu
+        checkout's C(engines/storage/postgres/migrations) (other entries such as C(helpers/) are ignored), or the
+        checkout root itself.
       - When given, pending migrations are listed per service, a pending Go migration without a Python port is a
         problem, and a copied service with nothing pending is V(migrated).
     type: path
@@ -68,6 +70,15 @@ options:
       - When false such a service is one of the C(blockers) of RV(cleanup).
     type: bool
     default: false
+    version_added: 0.1.0
+  proxy_check:
+    description:
+      - Report a connection whose TCP port differs from the server's own C(port) setting as a problem (a pooler
+        such as PgBouncer, or a proxy, in between: the copy needs a direct connection to the primary).
+      - Set V(false) when that port is only a plain port mapping to the server itself (e.g. C(docker -p 5433:5432)).
+      - pgpool-II (which answers C(SHOW pool_version)) and a standby (C(pg_is_in_recovery())) are problems always.
+    type: bool
+    default: true
     version_added: 0.1.0
 attributes:
   check_mode:
@@ -132,8 +143,31 @@ server:
     createdb:
       description: Whether the login role has CREATEDB.
       type: bool
+    in_recovery:
+      description: Whether the server is a standby (C(pg_is_in_recovery())).
+      type: bool
+    listen_port:
+      description: The server's own C(port) setting.
+      type: int
+    connected_port:
+      description: The TCP port the connection used; null over a Unix socket.
+      type: int
+    pooler:
+      description: The connection pooler that answered instead of PostgreSQL (pgpool-II), or null.
+      type: str
   sample: {version: "15.8", version_num: 150008, encoding: UTF8, max_connections: 100, data_directory: /var/lib/pg,
-           login_user: postgres, superuser: true, createdb: true}
+           login_user: postgres, superuser: true, createdb: true, in_recovery: false, listen_port: 5432,
+           connected_port: 5432, pooler: null}
+other_databases:
+  description:
+    - The other name of the unified database (C(lamassu) or C(pki), upstream's schema branch C(feat/schema-db)),
+      when it exists on the server - per database its C(service_schemas) (schema named after a service -> number
+      of tables) and C(error) (why it could not be read). Service schemas there are a problem, an empty one a
+      warning.
+  returned: always
+  type: dict
+  version_added: 0.1.0
+  sample: {pki: {database: pki, service_schemas: {ca: 4}, error: null}}
 disk:
   description: The free disk check of the data directory against the legacy databases still to copy.
   returned: always
@@ -277,6 +311,7 @@ def argument_spec() -> dict:
         "disk_margin": {"type": "float", "default": 1.5},
         "if_target_exists": {"type": "str", "default": "fail", "choices": ["fail", "replace"]},
         "accept_source_changes": {"type": "bool", "default": False},
+        "proxy_check": {"type": "bool", "default": True},
     }
 
 
@@ -291,6 +326,7 @@ def work(ctx: ModuleContext) -> dict:
         disk_margin=p["disk_margin"],
         if_target_exists=p["if_target_exists"],
         accept_source_changes=p["accept_source_changes"],
+        proxy_check=p["proxy_check"],
     )
     result = gather(ctx.connection, request)
     for notice in result["notices"]:

@@ -68,4 +68,4 @@ def test_role_migrates_every_service_and_is_idempotent(pg, tmp_path):
 def test_role_refuses_a_missing_directory(pg, tmp_path):
     run = play(tmp_path, pg, {"schema_migrate_dir": str(tmp_path / "nowhere")})
     assert run.returncode != 0
-    assert "must name a directory of the controller" in run.stdout
+    assert "nowhere does not exist: give a Lamassu checkout" in run.stdout
