@@ -209,7 +209,9 @@ def read_migrations(
         sources = collect(directory, names)
     except InvalidInput as exc:
         return rules.MigrationFacts(found=True, error=str(exc))
-    return rules.MigrationFacts(found=True, pending=pending_entries(sources, history))
+    return rules.MigrationFacts(
+        found=True, pending=pending_entries(sources, history), current_version=history.current_version or 0
+    )
 
 
 def gather(params: ConnectionParams, request: rules.InfoRequest) -> dict:

@@ -42,6 +42,8 @@ class InfoRequest:
     accept_source_changes: bool = False
     # A port that differs from the server's own is a pooler or a proxy; false when it is a plain port mapping.
     proxy_check: bool = True
+    # Pending migrations older than the current version will be applied (the migrate module's allow_missing).
+    allow_missing: bool = False
 
     def validate(self) -> None:
         check_identifier(self.database, "unified database")
@@ -158,6 +160,13 @@ class MigrationFacts:
     found: bool = False
     pending: list[dict] = field(default_factory=list)
     error: str | None = None
+    current_version: int = 0  # highest applied version of the history compared with
+
+    @property
+    def out_of_order(self) -> list[int]:
+        """Pending versions below the current one: goose (and the migrate module) refuses them without
+        allow_missing."""
+        return [entry["version"] for entry in self.pending if entry["version"] < self.current_version]
 
     @property
     def blocked_go(self) -> list[int]:
@@ -278,6 +287,13 @@ def assess(
                 f"service {service!r} has pending Go migrations without a Python port, which cannot be run: "
                 f"{versions}; upgrade Lamassu within the legacy layout first (its goose-lamassu Job runs them), "
                 "or add a .py port of each"
+            )
+        if found and found.out_of_order and not request.allow_missing:
+            versions = ", ".join(str(v) for v in found.out_of_order)
+            problems.append(
+                f"service {service!r} has pending migrations older than its current version {found.current_version}: "
+                f"{versions}; goose refuses them (out of order): the tree and the database come from different "
+                "Lamassu releases, or set schema_migrate_allow_missing: true to apply them"
             )
         if facts.exists and facts.other_sessions and phases[service] == "legacy":
             warnings.append(

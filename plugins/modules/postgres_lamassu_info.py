@@ -80,6 +80,14 @@ options:
     type: bool
     default: true
     version_added: 0.1.0
+  allow_missing:
+    description:
+      - Whether the migrate step will apply pending migrations older than a schema's current version (the
+        C(allow_missing) of M(lamassuiot.postgres.postgres_lamassu_migrate)). When false such migrations are a
+        problem, since goose refuses them.
+    type: bool
+    default: false
+    version_added: 0.1.0
 attributes:
   check_mode:
     description: Reads the same facts; the module never changes anything.
@@ -312,6 +320,7 @@ def argument_spec() -> dict:
         "if_target_exists": {"type": "str", "default": "fail", "choices": ["fail", "replace"]},
         "accept_source_changes": {"type": "bool", "default": False},
         "proxy_check": {"type": "bool", "default": True},
+        "allow_missing": {"type": "bool", "default": False},
     }
 
 
@@ -327,6 +336,7 @@ def work(ctx: ModuleContext) -> dict:
         if_target_exists=p["if_target_exists"],
         accept_source_changes=p["accept_source_changes"],
         proxy_check=p["proxy_check"],
+        allow_missing=p["allow_missing"],
     )
     result = gather(ctx.connection, request)
     for notice in result["notices"]:

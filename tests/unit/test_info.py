@@ -12,6 +12,7 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.info_rules imp
     InfoRequest,
     LegacyFacts,
     MigrationFacts,
+    OtherDatabaseFacts,
     SchemaFacts,
     ServerFacts,
     UnifiedFacts,
@@ -131,7 +132,9 @@ def _server(**overrides) -> ServerFacts:
     return ServerFacts(**{**values, **overrides})
 
 
-def _assess(server=None, legacy=None, schemas=None, unified_exists=False, migrations=None, disk=None, **request):
+def _assess(
+    server=None, legacy=None, schemas=None, unified_exists=False, migrations=None, disk=None, others=(), **request
+):
     services = ("ca", "va")
     req = InfoRequest(database="lamassu", services=services, **request)
     legacy = {s: LegacyFacts(database=s, exists=True, owner="lamassu", owned=True) for s in services} | (legacy or {})
@@ -139,7 +142,7 @@ def _assess(server=None, legacy=None, schemas=None, unified_exists=False, migrat
     phases = {
         s: service_phase(legacy[s].exists, unified.schemas.get(s, SchemaFacts()).copy, None, None) for s in services
     }
-    return assess(req, server or _server(), legacy, unified, phases, migrations or {}, disk or DiskFacts())
+    return assess(req, server or _server(), legacy, unified, phases, migrations or {}, disk or DiskFacts(), others)
 
 
 def test_a_ready_server_has_no_problem():
@@ -349,3 +352,71 @@ def test_recorded_schemas_copies_first_then_freezes_only():
         "kms": {"copy": None, "freeze_recorded": False},
     }
     assert recorded_schemas(schemas) == ["va", "ca"]
+
+
+@pytest.mark.parametrize(
+    ("server", "request_options", "fragment"),
+    [
+        ({"in_recovery": True}, {}, "the server is a standby"),
+        ({"pooler": "pgpool-II 4.4.2"}, {}, "goes through pgpool-II 4.4.2"),
+        ({"pooler": "pgpool-II 4.4.2", "listen_port": 5432, "connected_port": 9999}, {}, "goes through pgpool-II"),
+        ({"listen_port": 5432, "connected_port": 6432}, {}, "used port 6432 but the server listens on port 5432"),
+        ({"listen_port": 5432, "connected_port": 6432}, {"proxy_check": False}, None),
+        ({"listen_port": 5432, "connected_port": 5432}, {}, None),
+        ({"listen_port": 5432, "connected_port": None}, {}, None),  # a Unix socket
+    ],
+)
+def test_a_standby_or_an_indirect_connection_is_a_problem(server, request_options, fragment):
+    problems, _warnings = _assess(server=_server(**server), **request_options)
+    if fragment is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and fragment in problems[0]
+        assert "exported snapshots, session advisory locks and pg_terminate_backend" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("other", "problem", "warning"),
+    [
+        (OtherDatabaseFacts("pki", service_schemas={"ca": 3, "va": 0}), "ca (3 tables), va (0 tables)", None),
+        (OtherDatabaseFacts("pki"), None, "holds no Lamassu service schema"),
+        (OtherDatabaseFacts("pki", error="permission denied"), None, "cannot be read: permission denied"),
+    ],
+)
+def test_the_other_unified_database_name(other, problem, warning):
+    problems, warnings = _assess(others=[other])
+    assert [problem in p for p in problems] == ([True] if problem else [])
+    assert [warning in w for w in warnings] == ([True] if warning else [])
+    if problem:
+        assert "Set lamassu_pg_database: pki" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("pending", "current", "allow_missing", "out_of_order"),
+    [
+        ([20250101000000, 20270101000000], 20260101000000, False, "20250101000000"),
+        ([20250101000000], 20260101000000, True, None),
+        ([20270101000000], 20260101000000, False, None),
+        ([1], 0, False, None),
+    ],
+)
+def test_pending_migrations_older_than_the_current_version(pending, current, allow_missing, out_of_order):
+    facts = MigrationFacts(
+        found=True,
+        pending=[{"version": v, "name": f"{v}_x.sql", "kind": "sql"} for v in pending],
+        current_version=current,
+    )
+    problems, _warnings = _assess(migrations={"ca": facts}, allow_missing=allow_missing)
+    if out_of_order is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and f"older than its current version {current}: {out_of_order};" in problems[0]
+
+
+def test_pending_go_migrations_name_the_remedy():
+    facts = MigrationFacts(found=True, pending=[{"version": 20270101000000, "name": "x.go", "kind": "go"}])
+    problems, _warnings = _assess(migrations={"va": facts})
+    assert problems == [
+        "service 'va' has pending Go migrations without a Python port, which cannot be run: 20270101000000; "
+        "upgrade Lamassu within the legacy layout first (its goose-lamassu Job runs them), or add a .py port of each"
+    ]
