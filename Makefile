@@ -42,10 +42,26 @@ server-packages:
 	mkdir -p .collections/ansible_collections/lamassuiot
 	ln -sfn "$(CURDIR)" $@
 
+# kubernetes.core, which the kubernetes method of roles/service_control calls, for ansible-lint, --syntax-check and
+# tests (Galaxy is unreachable): taken from the `ansible` wheel on PyPI, pinned, the wheel cached in build/wheels.
+ANSIBLE_BUNDLE ?= 12.3.0
+KUBERNETES_CORE := .collections/ansible_collections/kubernetes/core
+$(BUILD)/wheels/ansible-$(ANSIBLE_BUNDLE)-py3-none-any.whl: | venv
+	$(BIN)/pip download -q --no-deps --only-binary=:all: -d $(BUILD)/wheels ansible==$(ANSIBLE_BUNDLE)
+
+$(KUBERNETES_CORE)/MANIFEST.json: $(BUILD)/wheels/ansible-$(ANSIBLE_BUNDLE)-py3-none-any.whl
+	rm -rf $(KUBERNETES_CORE)
+	$(PY) -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+		z.extractall(".collections", [n for n in z.namelist() if n.startswith("ansible_collections/kubernetes/core/")])' $<
+	touch $@
+
+.PHONY: kubernetes-core
+kubernetes-core: $(KUBERNETES_CORE)/MANIFEST.json
+
 test: venv server-packages .collections/ansible_collections/lamassuiot/postgres lint sanity units integration molecule galaxy-build core-matrix
 	@echo "make test: all checks passed"
 
-lint: venv .collections/ansible_collections/lamassuiot/postgres
+lint: venv .collections/ansible_collections/lamassuiot/postgres kubernetes-core
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/antsibull-changelog lint
@@ -100,7 +116,7 @@ pg-servers: venv
 	fi
 	$(if $(pg_fetch),$(PY) -m tests.harness.pgfetch --dest $(BUILD)/pg $(pg_fetch),@true)
 
-integration: venv server-packages pg-servers .collections/ansible_collections/lamassuiot/postgres
+integration: venv server-packages pg-servers .collections/ansible_collections/lamassuiot/postgres kubernetes-core
 	for version in $(PG_VERSIONS); do \
 		echo "== integration tests on PostgreSQL $$version"; \
 		LAMASSU_PG_VERSION=$$version $(BIN)/pytest tests/integration $(PYTEST_ARGS) -q -p no:cacheprovider || exit 1; \
