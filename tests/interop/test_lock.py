@@ -48,6 +48,19 @@ def lock_holders(pg, db: str, lock_id: int) -> str:
     )
 
 
+def module_in_background(pg, db: str, path: Path) -> tuple[threading.Thread, dict]:
+    """The module's ``up`` in a thread; the dict receives its ``result`` and the time it ``ended``."""
+    outcome: dict = {}
+
+    def run() -> None:
+        outcome["result"] = run_tasks([{MIGRATE: {"database": db, "schema": "svc", "path": str(path)}}], pg).result
+        outcome["ended"] = time.monotonic()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
 def versions(pg, db: str, schema: str) -> list[int]:
     return [v for (v,) in pg.query(db, f"SELECT version_id FROM {schema}.goose_db_version ORDER BY id")]
 
@@ -61,17 +74,9 @@ def test_module_waits_while_goose_holds_its_session_lock(pg, db, tmp_path, goose
         stderr=subprocess.STDOUT,
         text=True,
     )
-    outcome: dict = {}
     try:
         wait_for(pg, db, lock_holders(pg, db, GOOSE_SESSION_LOCK_ID))
-
-        def module() -> None:
-            task = {MIGRATE: {"database": db, "schema": "svc", "path": str(path)}}
-            outcome["result"] = run_tasks([task], pg).result
-            outcome["ended"] = time.monotonic()
-
-        thread = threading.Thread(target=module)
-        thread.start()
+        thread, outcome = module_in_background(pg, db, path)
         # the module is connected and retrying while goose still sleeps in its first migration
         wait_for(
             pg,
@@ -97,15 +102,7 @@ def test_module_waits_while_goose_holds_its_session_lock(pg, db, tmp_path, goose
 
 def test_goose_waits_while_the_module_holds_the_lock(pg, db, tmp_path, goose_locker_bin):
     path = write_tree(tmp_path / "tree")
-    outcome: dict = {}
-
-    def module() -> None:
-        task = {MIGRATE: {"database": db, "schema": "svc", "path": str(path)}}
-        outcome["result"] = run_tasks([task], pg).result
-        outcome["ended"] = time.monotonic()
-
-    thread = threading.Thread(target=module)
-    thread.start()
+    thread, outcome = module_in_background(pg, db, path)
     try:
         wait_for(pg, db, lock_holders(pg, db, GOOSE_SESSION_LOCK_ID))
         goose_started = time.monotonic()
