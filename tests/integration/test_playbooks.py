@@ -192,14 +192,24 @@ def test_rollback_restores_the_legacy_layout_and_cleanup_needs_confirmation(tmp_
         build_legacy(cluster, scale=0.001, services=SERVICES)
         inventory = write_inventory(
             tmp_path / "inventory.json",
-            {"db1": ("dev", cluster, {"cutover_config_path": str(config), "cutover_hooks_file": str(hooks)})},
+            {
+                "db1": (
+                    "dev",
+                    cluster,
+                    {
+                        "cutover_target": "files",
+                        "cutover_service_configs": {"ca": str(config)},
+                        "cutover_hooks_file": str(hooks),
+                    },
+                )
+            },
             reports,
         )
 
         upgraded = playbook("upgrade.yml", inventory)
         assert upgraded.returncode == 0, output(upgraded)
         rendered = config.read_text()
-        assert 'schema: "ca"' in rendered and "dbname=lamassu search_path=ca" in rendered
+        assert rendered.startswith("original: true\nstorage:\n") and "  database: lamassu\n" in rendered
         assert Path(f"{config}.pre-lamassu").read_text() == "original: true\n"
         assert not accepts_writes(cluster, "ca")
         assert hook_log.read_text() == "stop\nstart\n"
@@ -212,7 +222,7 @@ def test_rollback_restores_the_legacy_layout_and_cleanup_needs_confirmation(tmp_
         assert refused.returncode != 0 and "table goose_db_version:" in refused.stdout, output(refused)
         assert "-e lamassu_rollback_discard_changes=true" in refused.stdout
         assert copied_schemas(cluster) == sorted(SERVICES) and not accepts_writes(cluster, "ca")
-        assert hook_log.read_text() == "stop\nstart\n" and 'schema: "ca"' in config.read_text()
+        assert hook_log.read_text() == "stop\nstart\n" and "database: lamassu" in config.read_text()
 
         rolled_back = playbook("rollback.yml", inventory, "-e", "lamassu_rollback_discard_changes=true")
         assert rolled_back.returncode == 0, output(rolled_back)
