@@ -86,7 +86,6 @@ class Edit:
     before: str
     after: str
     changed_keys: tuple[str, ...] = ()
-    added_block: bool = False
     storage_before: str = ""
     storage_after: str = ""
     settings: dict = field(default_factory=dict)
@@ -97,16 +96,20 @@ class Edit:
 
 
 def _split(text: str) -> list[Line]:
+    # Only "\n" ends a line in YAML; str.splitlines would also split at U+2028 and other separators inside values.
     lines = []
-    for raw in text.splitlines(keepends=True):
-        body = raw.rstrip("\r\n")
+    for raw in re.findall(r"[^\n]*\n|[^\n]+$", text):
+        body = raw[:-2] if raw.endswith("\r\n") else raw.rstrip("\n")
         lines.append(Line(body, raw[len(body) :]))
     return lines
 
 
 def _unquote_key(key: str) -> str:
     if key.startswith('"'):
-        return json.loads(key) if "\\" in key else key[1:-1]
+        try:
+            return json.loads(key)
+        except ValueError:  # a YAML-only escape (\x41, \e): not a key this editor looks for
+            return key[1:-1]
     if key.startswith("'"):
         return key[1:-1].replace("''", "'")
     return key
@@ -259,7 +262,7 @@ def edit_storage(text: str, settings: Mapping[str, object]) -> Edit:
         return _append_block(text, doc, lines, settings, top, newline)
 
     start = starts[0]
-    head_value, _ = _split_value(_key_of(lines[start])[1])
+    head_value = _split_value(_key_of(lines[start])[1])[0]
     if head_value and not re.fullmatch(r"&\S+", head_value):
         raise InvalidInput(
             f"{STORAGE!r} is written on one line ({head_value!r:.40}, line {start + 1}); write it as a block of "
@@ -336,7 +339,6 @@ def _append_block(
         text,
         after,
         tuple(wanted),
-        added_block=True,
         storage_before="",
         storage_after=_mask(block, top + unit),
         settings=dict(settings),

@@ -116,6 +116,9 @@ def others(text: str) -> dict:
             WRITTEN,
         ),
         ("quoted key", 'storage:\n  "hostname": x\n', WRITTEN),
+        ("a key with a YAML-only escape", 'storage:\n  "\\x41": 1\n', {**WRITTEN, "A": 1}),
+        ("a line separator inside a value", 'motd: "a\u2028b"\nstorage:\n  hostname: x\n', WRITTEN),
+        ("storage as the last line", "logs: 1\nstorage:", WRITTEN),
     ],
 )
 def test_the_storage_block_holds_the_settings_and_nothing_else_changes(case, text, expected_storage):
@@ -280,6 +283,14 @@ def test_the_file_is_backed_up_once_edited_in_place_and_restored_byte_for_byte(t
     assert config.read_bytes() == original and not backup.exists()
     assert stat.S_IMODE(os.stat(config).st_mode) == 0o640
     assert not restore(str(config), ".pre-lamassu", check_mode=False)["changed"]
+
+
+def test_a_byte_order_mark_is_kept(tmp_path):
+    config = tmp_path / "config.yml"
+    config.write_bytes(b"\xef\xbb\xbfstorage:\n  hostname: x\n")
+    ensure_storage(str(config), SETTINGS, ".pre-lamassu", check_mode=False)
+    assert config.read_bytes().startswith(b"\xef\xbb\xbfstorage:\n")
+    assert storage_of(config.read_text(encoding="utf-8-sig")) == WRITTEN
 
 
 def test_a_missing_file_is_refused(tmp_path):
