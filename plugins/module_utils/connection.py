@@ -141,7 +141,9 @@ def scrub(text: str, secrets: list[str]) -> str:
 def _cause(message: str) -> str:
     lowered = message.lower()
     if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return "authentication failed (wrong user or password)"
+        return (
+            "authentication failed (wrong user or password; in the playbooks lamassu_pg_user and lamassu_pg_password)"
+        )
     if "does not exist" in lowered and "database" in lowered:
         return "the database does not exist"
     if "connection refused" in lowered or "timeout expired" in lowered or "could not translate host" in lowered:

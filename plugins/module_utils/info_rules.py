@@ -15,6 +15,7 @@ Phases of a service (decided by ``service_phase``, documented in the module):
 from __future__ import annotations
 
 import datetime
+import difflib
 from dataclasses import dataclass, field
 
 from .connection import ConnectionParams
@@ -22,6 +23,7 @@ from .dbcopy import source_changes
 from .dbcopy.journal import CopyRecord
 from .errors import InvalidInput
 from .goose_history import History
+from .lamassu import SERVICES
 from .names import check_identifier
 
 PHASES = ("legacy", "copied", "migrated", "cleaned")
@@ -52,6 +54,11 @@ class InfoRequest:
             check_identifier(self.source_prefix + service, "legacy database", allow_system=True)
         if len(set(self.services)) != len(self.services):
             raise InvalidInput(f"The service list {list(self.services)} names a service twice")
+        if self.database in {self.legacy_name(s) for s in self.services}:
+            raise InvalidInput(
+                f"The unified database {self.database!r} is the name of a legacy database of the run: choose another "
+                "(lamassu_pg_database; lamassu by default, pki for upstream's feat/schema-db builds)"
+            )
         if self.disk_margin < 1:
             raise InvalidInput(f"disk_margin must be at least 1.0, not {self.disk_margin}")
 
@@ -237,6 +244,8 @@ def assess(
     if server.version_num < MINIMUM_SERVER_VERSION:
         problems.append(f"PostgreSQL {server.version} is too old: version 13 or newer is needed")
     problems += connection_problems(request, server)
+    unknown = [s for s in request.services if s not in SERVICES]
+    problems += [unknown_service_problem(name) for name in unknown]
     for other in others:
         problem, warning = other_database_findings(request, other)
         problems += [problem] if problem else []
@@ -253,6 +262,8 @@ def assess(
             "(needed to create the service schemas)"
         )
     for service in request.services:
+        if service in unknown:
+            continue
         facts = legacy[service]
         schema = unified.schemas.get(service, SchemaFacts())
         if facts.error:
@@ -307,6 +318,13 @@ def assess(
     elif not disk.checked and disk.needed_bytes:
         warnings.append(f"free disk space for the copy was not checked: {disk.reason}")
     return problems, warnings
+
+
+def unknown_service_problem(name: str) -> str:
+    """A service name that is none of Lamassu's, with the closest one named."""
+    close = difflib.get_close_matches(name, SERVICES, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{name!r} is not a Lamassu service: {hint}the services are {', '.join(SERVICES)} (lamassu_services)"
 
 
 DIRECT_CONNECTION_NEEDS = (

@@ -74,7 +74,7 @@ options:
   proxy_check:
     description:
       - Report a connection whose TCP port differs from the server's own C(port) setting as a problem (a pooler
-        such as PgBouncer, or a proxy, in between: the copy needs a direct connection to the primary).
+        such as PgBouncer, or a proxy, in between; the copy needs a direct connection to the primary).
       - Set V(false) when that port is only a plain port mapping to the server itself (e.g. C(docker -p 5433:5432)).
       - pgpool-II (which answers C(SHOW pool_version)) and a standby (C(pg_is_in_recovery())) are problems always.
     type: bool
