@@ -12,12 +12,22 @@ import pytest
 from psycopg2 import sql
 
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import GOOSE_TABLE, SERVICES
-from tests.harness.fixture import GOOSE_HISTORY, build_legacy, row_counts
+from tests.harness.fixture import (
+    GO_MIGRATIONS,
+    GOOSE_HISTORY,
+    LATEST_RELEASE,
+    NEW_IN_V3_8_0,
+    OLDER_RELEASE,
+    RELEASES,
+    build_legacy,
+    row_counts,
+    sql_sections,
+)
 
 SCALE = 0.001
 
 TABLES = {
-    "ca": {"certificates", "ca_certificates", "issuance_profiles", "ca_certificate_requests"},
+    "ca": {"certificates", "ca_certificates", "issuance_profiles"},
     "devicemanager": {"devices", "device_groups"},
     "dmsmanager": {"dms"},
     "alerts": {"events", "subscriptions"},
@@ -89,7 +99,26 @@ def test_goose_history_constant_matches_layout(service, count, newest, go_versio
     assert len(versions) == count
     assert versions[-1] == newest
     assert list(versions) == sorted(set(versions))
-    assert go_versions <= set(versions)
+    assert go_versions == GO_MIGRATIONS[service] and go_versions <= set(versions)
+
+
+def test_releases_issue_12_section_2():
+    """The latest model is v3.8.0's history; the older one is v3.8.0's less what v3.8.0 added."""
+    assert GOOSE_HISTORY is RELEASES[LATEST_RELEASE].history and LATEST_RELEASE == "v3.8.0"
+    ca = set(GOOSE_HISTORY["ca"])
+    assert {20241223183344, 20251001120000, 20251106000000} <= ca
+    assert not {20250105155900, 20250307114600, 20260414120000} & ca
+    assert 20260120114735 in GOOSE_HISTORY["devicemanager"] and 20260119070459 not in GOOSE_HISTORY["devicemanager"]
+    assert 20251217120000 in GOOSE_HISTORY["dmsmanager"] and 20260511120000 not in GOOSE_HISTORY["dmsmanager"]
+    older = RELEASES[OLDER_RELEASE]
+    assert older.module == "github.com/lamassuiot/lamassuiot/engines/storage/postgres/v3@v3.7.0"
+    for service, versions in GOOSE_HISTORY.items():
+        new = NEW_IN_V3_8_0.get(service, ())
+        assert set(new) <= set(versions)
+        assert older.history[service] == tuple(v for v in versions if v not in new)
+        assert all(v > max(older.history[service]) for v in new)
+    # ca_certificate_requests is gone in both: 20251106000000 dropped it.
+    assert all("ca_certificate_requests" not in body for body in sql_sections("ca", OLDER_RELEASE).values())
 
 
 def test_summary_covers_every_service(legacy):

@@ -1,19 +1,25 @@
--- Database "ca": certificates, CA certificates, issuance profiles, CA requests.
--- Shape of the newest upstream version (lamassuiot engines/storage/postgres/migrations/ca).
+-- Database "ca": certificates, CA certificates, issuance profiles.
+-- Tables as the upstream migrations of lamassuiot engines/storage/postgres/migrations/ca left them:
+-- section "schema" at v3.7.0 (through 20251106120000), sections "*_v3_8_0" the steps to v3.8.0
+-- (20251217120000, 20260331120000, 20260520120000). ca_certificate_requests (20250115095852) is gone:
+-- 20251106000000 dropped it, before v3.7.0.
 -- Row i of certificates is a CA for i <= n_ca, a device certificate otherwise.
 
 -- @schema
+-- 00000000000001 with the renames of 20241223183344 (key_meta_*, text revocation_reason), 20250107164937
+-- (is_ca), 20250226114600 (Go: key_id became subject_key_id, authority key and issuer columns) and
+-- 20250704101200 (version_schema). metadata is still text.
 CREATE TABLE certificates (
 	serial_number text NOT NULL,
-	metadata jsonb NULL,
+	metadata text NULL,
 	issuer_meta_serial_number text NULL,
 	issuer_meta_id text NULL,
 	issuer_meta_level int8 NULL,
 	status text NULL,
 	certificate text NULL,
-	key_strength_meta_type int8 NULL,
-	key_strength_meta_bits int8 NULL,
-	key_strength_meta_strength text NULL,
+	key_meta_type text NULL,
+	key_meta_bits int8 NULL,
+	key_meta_strength text NULL,
 	subject_common_name text NULL,
 	subject_organization text NULL,
 	subject_organization_unit text NULL,
@@ -23,7 +29,7 @@ CREATE TABLE certificates (
 	valid_from timestamptz NULL,
 	valid_to timestamptz NULL,
 	revocation_timestamp timestamptz NULL,
-	revocation_reason int8 NULL,
+	revocation_reason text NULL,
 	"type" text NULL,
 	engine_id text NULL,
 	subject_key_id varchar NULL,
@@ -35,25 +41,25 @@ CREATE TABLE certificates (
 	issuer_country varchar NULL,
 	issuer_state varchar NULL,
 	issuer_locality varchar NULL,
-	"level" int8 NULL,
-	version_schema varchar NULL,
-	extensions_key_usage jsonb NOT NULL DEFAULT '[]'::jsonb,
-	extensions_extended_key_usage jsonb NOT NULL DEFAULT '[]'::jsonb,
-	has_private_key boolean DEFAULT false
+	version_schema varchar NULL
 );
--- 20260331120000 (Go) dropped it again: the column stays behind as a dropped attribute.
-ALTER TABLE certificates DROP COLUMN version_schema;
 
+-- 20241223183344 cut ca_certificates down to the CA's own facts and a validity; 20250908074250 (Go)
+-- moved the validity into issuance profiles (profile_id) and dropped it: dropped attributes stay behind.
 CREATE TABLE ca_certificates (
 	serial_number text NOT NULL,
+	metadata text NULL,
 	id text NOT NULL,
-	issuance_expiration_ref text NULL,
 	creation_ts timestamptz NULL,
 	"level" int8 NULL,
-	metadata jsonb NULL,
-	profile_id varchar NULL
+	validity_type text NULL,
+	validity_time timestamptz NULL,
+	validity_duration text NULL
 );
+ALTER TABLE ca_certificates ADD COLUMN profile_id varchar;
+ALTER TABLE ca_certificates DROP COLUMN validity_type, DROP COLUMN validity_duration, DROP COLUMN validity_time;
 
+-- 20250702124800: the key size lists were created nullable with an empty-object default.
 CREATE TABLE issuance_profiles (
 	id text NOT NULL,
 	name text NOT NULL,
@@ -76,34 +82,26 @@ CREATE TABLE issuance_profiles (
 	honor_extensions boolean NOT NULL DEFAULT true,
 	crypto_enforcement_enabled boolean NOT NULL DEFAULT false,
 	crypto_enforcement_allow_rsa_keys boolean NOT NULL DEFAULT true,
-	crypto_enforcement_allowed_rsa_key_sizes text NOT NULL DEFAULT '[]',
+	crypto_enforcement_allowed_rsa_key_sizes text DEFAULT '{}',
 	crypto_enforcement_allow_ecdsa_keys boolean NOT NULL DEFAULT true,
-	crypto_enforcement_allowed_ecdsa_key_sizes text NOT NULL DEFAULT '[]'
+	crypto_enforcement_allowed_ecdsa_key_sizes text DEFAULT '{}'
 );
 
-CREATE TABLE ca_certificate_requests (
-	id text NOT NULL,
-	key_id text NOT NULL,
-	engine_id text NULL,
-	metadata text NULL,
-	issuer_meta_serial_number text NULL,
-	issuer_meta_id text NULL,
-	issuer_meta_level int8 NULL,
-	subject_common_name text NULL,
-	subject_organization text NULL,
-	subject_organization_unit text NULL,
-	subject_country text NULL,
-	subject_state text NULL,
-	subject_locality text NULL,
-	creation_ts timestamptz NULL,
-	"level" int8 NULL,
-	key_meta_type text NULL,
-	key_meta_bits int8 NULL,
-	key_meta_strength text NULL,
-	status text NULL,
-	fingerprint text NULL,
-	csr text NULL
-);
+-- @schema_v3_8_0
+-- 20251217120000: metadata from text to jsonb (the tables are still empty here).
+ALTER TABLE ca_certificates ALTER COLUMN metadata TYPE jsonb USING metadata::jsonb;
+ALTER TABLE certificates ALTER COLUMN metadata TYPE jsonb USING metadata::jsonb;
+-- 20260331120000 (Go): the certificate extensions as jsonb lists; version_schema dropped (a dropped attribute).
+ALTER TABLE certificates
+	ADD COLUMN extensions_key_usage jsonb NOT NULL DEFAULT '[]'::jsonb,
+	ADD COLUMN extensions_extended_key_usage jsonb NOT NULL DEFAULT '[]'::jsonb;
+ALTER TABLE certificates DROP COLUMN version_schema;
+-- 20260520120000 as this project models it: the key size lists become NOT NULL with an empty-list default.
+ALTER TABLE issuance_profiles
+	ALTER COLUMN crypto_enforcement_allowed_rsa_key_sizes SET DEFAULT '[]',
+	ALTER COLUMN crypto_enforcement_allowed_rsa_key_sizes SET NOT NULL,
+	ALTER COLUMN crypto_enforcement_allowed_ecdsa_key_sizes SET DEFAULT '[]',
+	ALTER COLUMN crypto_enforcement_allowed_ecdsa_key_sizes SET NOT NULL;
 
 -- @chunk
 WITH pool AS MATERIALIZED (
@@ -112,12 +110,11 @@ WITH pool AS MATERIALIZED (
 )
 INSERT INTO certificates (
 	serial_number, metadata, issuer_meta_serial_number, issuer_meta_id, issuer_meta_level, status, certificate,
-	key_strength_meta_type, key_strength_meta_bits, key_strength_meta_strength,
+	key_meta_type, key_meta_bits, key_meta_strength,
 	subject_common_name, subject_organization, subject_organization_unit, subject_country, subject_state,
 	subject_locality, valid_from, valid_to, revocation_timestamp, revocation_reason, "type", engine_id,
 	subject_key_id, is_ca, authority_key_id, issuer_common_name, issuer_organization, issuer_organization_unit,
-	issuer_country, issuer_state, issuer_locality, "level", extensions_key_usage, extensions_extended_key_usage,
-	has_private_key
+	issuer_country, issuer_state, issuer_locality
 )
 SELECT
 	md5('cert:' || i),
@@ -139,7 +136,7 @@ SELECT
 		'-----BEGIN CERTIFICATE-----' || E'\n'
 		|| encode(sha256(int8send(i)) || substr(pool.p, (1 + mod(i * 7919, 200000))::int, (480 + mod(i * 104729, 1100))::int), 'base64')
 		|| E'\n-----END CERTIFICATE-----\n', 'UTF8'), 'base64'), E'\n', ''),
-	CASE WHEN mod(i, 4) = 0 THEN 3 ELSE 1 END,
+	CASE WHEN mod(i, 4) = 0 THEN 'ECDSA' ELSE 'RSA' END,
 	CASE WHEN mod(i, 4) = 0 THEN 256 WHEN i <= %(n_ca)s THEN 4096 ELSE 2048 END,
 	CASE WHEN i <= %(n_ca)s THEN 'HIGH' WHEN mod(i, 4) = 0 THEN 'MEDIUM' ELSE 'LOW' END,
 	CASE WHEN i <= %(n_ca)s THEN ca_name ELSE dev_id END,
@@ -151,7 +148,8 @@ SELECT
 	valid_from,
 	valid_from + CASE WHEN i <= %(n_ca)s THEN interval '10 years' ELSE interval '365 days' END,
 	CASE WHEN status = 'REVOKED' THEN valid_from + interval '30 days' ELSE timestamptz '0001-01-01 00:00:00+00' END,
-	CASE WHEN status = 'REVOKED' THEN mod(i, 10) ELSE 0 END,
+	CASE WHEN status = 'REVOKED' THEN (ARRAY['KeyCompromise', 'Superseded', 'CessationOfOperation'])[1 + mod(i, 3)::int]
+		ELSE 'Unspecified' END,
 	ctype,
 	CASE WHEN ctype = 'MANAGED' THEN 'filesystem-1' WHEN ctype = 'IMPORTED' THEN '' END,
 	md5('ski:' || i) || left(md5('ski+' || i), 8),
@@ -162,15 +160,7 @@ SELECT
 	CASE WHEN k_iss <= 2 THEN 'Raíz' ELSE '' END,
 	'ES',
 	'',
-	'Arrasate-Mondragón',
-	CASE WHEN i <= %(n_ca)s THEN lvl END,
-	CASE
-		WHEN i <= %(n_ca)s THEN '["CertSign","CRLSign"]'::jsonb
-		WHEN mod(i, 11) = 0 THEN '[]'::jsonb
-		ELSE '["DigitalSignature","KeyEncipherment"]'::jsonb
-	END,
-	CASE WHEN i <= %(n_ca)s OR mod(i, 2) = 0 THEN '[]'::jsonb ELSE '["ClientAuth"]'::jsonb END,
-	ctype = 'MANAGED'
+	'Arrasate-Mondragón'
 FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS i
 CROSS JOIN pool
 CROSS JOIN LATERAL (
@@ -196,11 +186,10 @@ CROSS JOIN LATERAL (
 ) AS r;
 
 -- @data
-INSERT INTO ca_certificates (serial_number, id, issuance_expiration_ref, creation_ts, "level", metadata, profile_id)
+INSERT INTO ca_certificates (serial_number, id, creation_ts, "level", metadata, profile_id)
 SELECT
 	md5('cert:' || k),
 	md5('ca:' || k)::uuid::text,
-	CASE WHEN mod(k, 3) = 0 THEN NULL ELSE '{"type":"Duration","duration":"14w2d","time":"0001-01-01T00:00:00Z"}' END,
 	timestamptz '2024-11-25 10:45:48.62+00' + k * interval '37 seconds',
 	CASE WHEN k <= 2 THEN 0 ELSE 1 END,
 	CASE mod(k, 4)
@@ -253,46 +242,16 @@ SELECT
 	'[256,384,521]'
 FROM generate_series(3, %(n_profiles)s::bigint) AS p;
 
-WITH pool AS MATERIALIZED (
-	SELECT string_agg(sha256(int4send(g)), ''::bytea ORDER BY g) AS p FROM generate_series(1, 2048) AS g
-)
-INSERT INTO ca_certificate_requests (
-	id, key_id, engine_id, metadata, issuer_meta_serial_number, issuer_meta_id, issuer_meta_level,
-	subject_common_name, subject_organization, subject_organization_unit, subject_country, subject_state,
-	subject_locality, creation_ts, "level", key_meta_type, key_meta_bits, key_meta_strength, status, fingerprint, csr
-)
-SELECT
-	md5('csr:' || r)::uuid::text,
-	md5('csr-key:' || r) || left(md5('csr-key+' || r), 8),
-	CASE WHEN mod(r, 4) = 0 THEN 'pkcs11-1' ELSE 'filesystem-1' END,
-	CASE mod(r, 3) WHEN 0 THEN NULL WHEN 1 THEN '{}' ELSE '{"purpose":"subordinada — Ñ"}' END,
-	CASE WHEN mod(r, 2) = 0 THEN md5('cert:1') END,
-	CASE WHEN mod(r, 2) = 0 THEN md5('ca:1')::uuid::text END,
-	CASE WHEN mod(r, 2) = 0 THEN 0 END,
-	'Intermediate Request ' || r,
-	'Lamassu IoT',
-	CASE WHEN mod(r, 5) = 0 THEN NULL ELSE '' END,
-	'ES',
-	'Gipuzkoa',
-	'Arrasate-Mondragón',
-	timestamptz '2025-01-15 09:58:52+00' + r * interval '1 hour',
-	1,
-	CASE WHEN mod(r, 2) = 0 THEN 'ECDSA' ELSE 'RSA' END,
-	CASE WHEN mod(r, 2) = 0 THEN 384 ELSE 4096 END,
-	'HIGH',
-	CASE mod(r, 3) WHEN 0 THEN 'PENDING' WHEN 1 THEN 'ISSUED' ELSE 'REVOKED' END,
-	encode(sha256(int8send(r)), 'hex'),
-	replace(encode(convert_to(
-		'-----BEGIN CERTIFICATE REQUEST-----' || E'\n'
-		|| encode(substr(pool.p, (1 + mod(r * 7919, 60000))::int, (400 + mod(r * 104729, 400))::int), 'base64')
-		|| E'\n-----END CERTIFICATE REQUEST-----\n', 'UTF8'), 'base64'), E'\n', '')
-FROM generate_series(1, %(n_requests)s::bigint) AS r
-CROSS JOIN pool;
-
 -- @constraints
 ALTER TABLE certificates ADD CONSTRAINT certificates_pkey PRIMARY KEY (serial_number);
 ALTER TABLE ca_certificates ADD CONSTRAINT ca_certificates_pkey PRIMARY KEY (serial_number, id);
 ALTER TABLE ca_certificates ADD CONSTRAINT fk_serial_number
 	FOREIGN KEY (serial_number) REFERENCES certificates (serial_number) ON DELETE CASCADE;
 ALTER TABLE issuance_profiles ADD CONSTRAINT issuance_profiles_pkey PRIMARY KEY (id);
-ALTER TABLE ca_certificate_requests ADD CONSTRAINT certificate_requests_pkey PRIMARY KEY (id);
+
+-- @finish_v3_8_0
+-- 20260331120000 (Go) read the extensions from each certificate; here CAs and every 16th device certificate.
+UPDATE certificates SET extensions_key_usage = '["CertSign","CRLSign"]'::jsonb WHERE is_ca;
+UPDATE certificates
+SET extensions_key_usage = '["DigitalSignature","KeyEncipherment"]'::jsonb, extensions_extended_key_usage = '["ClientAuth"]'::jsonb
+WHERE NOT is_ca AND right(serial_number, 1) = '7';

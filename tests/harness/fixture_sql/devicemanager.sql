@@ -1,4 +1,6 @@
 -- Database "devicemanager": devices and device groups.
+-- Section "schema" as at v3.7.0 (00000000000001, 20250925120000 Go), sections "*_v3_8_0" the steps to v3.8.0:
+-- 20251217120000 (metadata to jsonb), 20260120114735 (identity_slot to jsonb), 20260120114736 (device_groups).
 
 -- @schema
 CREATE TABLE devices (
@@ -8,13 +10,16 @@ CREATE TABLE devices (
 	icon text NULL,
 	icon_color text NULL,
 	creation_timestamp timestamptz NULL,
-	metadata jsonb NULL,
+	metadata text NULL,
 	dms_owner text NULL,
 	identity_slot text NULL,
 	extra_slots text NULL,
 	events text NULL
 );
 
+-- @schema_v3_8_0
+ALTER TABLE devices ALTER COLUMN metadata TYPE jsonb USING metadata::jsonb;
+ALTER TABLE devices ALTER COLUMN identity_slot TYPE jsonb USING identity_slot::jsonb;
 CREATE TABLE device_groups (
 	id uuid DEFAULT gen_random_uuid() NOT NULL,
 	name text NOT NULL,
@@ -50,7 +55,7 @@ SELECT
 		'secrets', json_build_object('0', md5('cert:' || (%(n_ca)s + d))),
 		'events', json_build_object(to_char(created, 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), json_build_object(
 			'type', 'CREATED', 'description', 'Identity Slot Created'))
-	)::text END,
+	) END,
 	CASE WHEN mod(d, 6) = 0 THEN '' ELSE '{}' END,
 	json_build_object(to_char(created, 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), json_build_object(
 		'type', 'CREATED', 'description', 'Device Created. Pending provision'))::text
@@ -68,6 +73,7 @@ CROSS JOIN LATERAL (
 		END AS status
 ) AS r;
 
+-- @data_v3_8_0
 -- Groups form trees: group g > 2 hangs under group g / 3, so chains reach depth log3(n).
 INSERT INTO device_groups (id, name, description, parent_id, criteria, created_at, updated_at)
 SELECT
@@ -87,6 +93,8 @@ FROM generate_series(1, %(n_groups)s::bigint) AS g;
 
 -- @constraints
 ALTER TABLE devices ADD CONSTRAINT devices_pkey PRIMARY KEY (id);
+
+-- @constraints_v3_8_0
 ALTER TABLE device_groups ADD CONSTRAINT device_groups_pkey PRIMARY KEY (id);
 ALTER TABLE device_groups ADD CONSTRAINT device_groups_name_key UNIQUE (name);
 ALTER TABLE device_groups ADD CONSTRAINT device_groups_parent_id_fkey

@@ -1,13 +1,20 @@
 -- Database "dmsmanager": device management services (DMS) and their settings.
+-- Section "schema" as at v3.7.0 (00000000000001, 20241230124809 and 20250612100530, both Go), section
+-- "schema_v3_8_0" the steps to v3.8.0: 20251217120000 (metadata to jsonb), 20260113212700 (settings to
+-- jsonb); 20260604110000 (Go) rewrites settings only.
 
 -- @schema
 CREATE TABLE dms (
 	id text NOT NULL,
 	name text NULL,
-	metadata jsonb NULL,
+	metadata text NULL,
 	creation_ts timestamptz NULL,
-	settings jsonb NULL
+	settings text NULL
 );
+
+-- @schema_v3_8_0
+ALTER TABLE dms ALTER COLUMN metadata TYPE jsonb USING metadata::jsonb;
+ALTER TABLE dms ALTER COLUMN settings TYPE jsonb USING settings::jsonb;
 
 -- @data
 INSERT INTO dms (id, name, metadata, creation_ts, settings)
