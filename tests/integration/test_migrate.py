@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.harness.ansible import run_module, run_tasks
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "migrations"
-CA_VERSIONS = [1, 20241215120000, 20250123125500, 20250301100000, 20260520120000]
+CA_VERSIONS = [1, 20250123125500, 20250702124800, 20251217120000, 20260331120000, 20260520120000]
 MODULE = "lamassuiot.postgres.postgres_lamassu_migrate"
 
 # goose v3's Postgres DDL, written out here on purpose: the tests check the module against goose, not against itself.
@@ -60,8 +60,8 @@ def test_check_mode_then_apply_then_rerun(pg, db, tmp_path):
     assert [a["version"] for a in planned["applied"]] == CA_VERSIONS
     assert planned["version_before"] == 0 and planned["version_after"] == CA_VERSIONS[-1]
     assert planned["applied"][0]["statements"][0].lstrip().startswith("CREATE TABLE IF NOT EXISTS certificates")
-    assert "ALTER COLUMN metadata TYPE jsonb USING CASE" in planned["applied"][1]["statements"][0]
-    assert planned["applied"][2]["kind"] == "py"
+    assert "ALTER COLUMN metadata TYPE jsonb USING CASE" in planned["applied"][3]["statements"][0]
+    assert planned["applied"][1]["kind"] == "py"
     assert planned["queries"][:2] == ['CREATE SCHEMA IF NOT EXISTS "ca"', planned["queries"][1]]
     assert planned["queries"][1].startswith('CREATE TABLE "ca"."goose_db_version"')
     assert catalog(pg, db) == before, "check mode changed the catalog"
@@ -75,7 +75,7 @@ def test_check_mode_then_apply_then_rerun(pg, db, tmp_path):
     assert [(a["version"], a["direction"]) for a in first["applied"]] == [(v, "up") for v in CA_VERSIONS]
     assert first["diff"] == {"before": {"version": 0}, "after": {"version": CA_VERSIONS[-1]}}
     # the Python port ran inside its transaction and its statements were recorded
-    assert "UPDATE certificates" in first["applied"][2]["statements"][0]
+    assert "UPDATE certificates" in first["applied"][1]["statements"][0]
     assert first["pending"] == []
     assert all(m["applied"] and m["state"] == "applied" and m["applied_at"] for m in first["migrations"])
     assert goose_rows(pg, db, "ca") == [(0, True)] + [(v, True) for v in CA_VERSIONS]
@@ -112,17 +112,17 @@ def test_every_command(pg, db, tmp_path):
     run = run_tasks(
         [
             task(**common, command="up-by-one"),
-            task(**common, command="up-to", version=20250123125500),
+            task(**common, command="up-to", version=20250702124800),
             task(**common, command="version"),
             task(**common, command="status"),
             task(**common, command="up"),
             {**task(**common, command="down"), "check_mode": True},
             task(**common, command="down"),
             task(**common, command="redo"),
-            task(**common, command="down-to", version=20241215120000),
+            task(**common, command="down-to", version=20250702124800),
             task(**common, command="reset"),
             task(**common, command="down"),
-            task(**common, command="up-to", version=20241215120000),
+            task(**common, command="up-to", version=20250702124800),
             task(**common, command="up-to"),
         ],
         pg,
@@ -131,47 +131,42 @@ def test_every_command(pg, db, tmp_path):
         run.results
     )
     assert [(a["version"], a["direction"]) for a in by_one["applied"]] == [(1, "up")]
-    assert [a["version"] for a in up_to["applied"]] == [20241215120000, 20250123125500]
-    assert version["changed"] is False and version["version_after"] == 20250123125500
+    assert [a["version"] for a in up_to["applied"]] == [20250123125500, 20250702124800]
+    assert version["changed"] is False and version["version_after"] == 20250702124800
     assert status["changed"] is False
     assert [(m["version"], m["state"]) for m in status["migrations"]] == [
         (1, "applied"),
-        (20241215120000, "applied"),
         (20250123125500, "applied"),
-        (20250301100000, "pending"),
+        (20250702124800, "applied"),
+        (20251217120000, "pending"),
+        (20260331120000, "pending"),
         (20260520120000, "pending"),
     ]
-    assert [p["version"] for p in status["pending"]] == [20250301100000, 20260520120000]
-    assert [a["version"] for a in up["applied"]] == [20250301100000, 20260520120000]
-    assert down_check["changed"] is True and down_check["version_after"] == 20250301100000
-    assert down_check["applied"][0]["statements"] == [
-        "ALTER TABLE ca_certificates DROP COLUMN key_strength;",
-        "ALTER TABLE ca_certificates DROP COLUMN profile_id;",
-    ]
+    assert [p["version"] for p in status["pending"]] == [20251217120000, 20260331120000, 20260520120000]
+    assert [a["version"] for a in up["applied"]] == [20251217120000, 20260331120000, 20260520120000]
+    assert down_check["changed"] is True and down_check["version_after"] == 20260331120000
+    assert [s.split()[:3] for s in down_check["applied"][0]["statements"]] == [["ALTER", "TABLE", "issuance_profiles"]]
     assert down_check["queries"][-1] == 'DELETE FROM "ca"."goose_db_version" WHERE version_id=20260520120000'
     assert [(a["version"], a["direction"]) for a in down["applied"]] == [(20260520120000, "down")]
     assert down["version_before"] == 20260520120000  # the check-mode run changed nothing
-    assert down["version_after"] == 20250301100000
-    assert "profile_id" not in {
-        c
-        for (c,) in pg.query(
-            db,
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema='ca' AND table_name='ca_certificates'",
-        )
-    }
+    assert down["version_after"] == 20260331120000
+    assert pg.query(
+        db,
+        "SELECT is_nullable FROM information_schema.columns WHERE table_schema='ca' "
+        "AND table_name='issuance_profiles' AND column_name='crypto_enforcement_allowed_rsa_key_sizes'",
+    ) == [("YES",)]
     assert [(a["version"], a["direction"]) for a in redo["applied"]] == [
-        (20250301100000, "down"),
-        (20250301100000, "up"),
+        (20260331120000, "down"),
+        (20260331120000, "up"),
     ]
-    assert redo["changed"] is True and redo["version_after"] == 20250301100000
-    assert [a["version"] for a in down_to["applied"]] == [20250301100000, 20250123125500]
-    assert down_to["version_after"] == 20241215120000
-    assert [a["version"] for a in reset["applied"]] == [20241215120000, 1]
+    assert redo["changed"] is True and redo["version_after"] == 20260331120000
+    assert [a["version"] for a in down_to["applied"]] == [20260331120000, 20251217120000]
+    assert down_to["version_after"] == 20250702124800
+    assert [a["version"] for a in reset["applied"]] == [20250702124800, 20250123125500, 1]
     assert reset["version_after"] == 0
     assert down_empty["changed"] is False and down_empty["applied"] == []
     assert goose_rows(pg, db, "ca")[:1] == [(0, True)]  # version 0 is never rolled back
-    assert up_to_again["applied"][-1]["version"] == 20241215120000
+    assert up_to_again["applied"][-1]["version"] == 20250702124800
     assert no_version.get("failed") and "version" in no_version["msg"]
 
 
@@ -214,9 +209,10 @@ def test_concurrent_playbooks_apply_each_migration_once(pg, db, tmp_path):
         thread.join()
     assert not any(r.get("failed") for r in results), results
     applied = [a["version"] for r in results for a in r["applied"]]
-    assert sorted(applied) == [1, 20250925120000, 20260120114736]
+    versions = [1, 20250925120000, 20251217120000, 20260120114735, 20260120114736]
+    assert sorted(applied) == versions
     assert [r["changed"] for r in results].count(True) == 1
-    assert goose_rows(pg, db, "devicemanager") == [(0, True), (1, True), (20250925120000, True), (20260120114736, True)]
+    assert goose_rows(pg, db, "devicemanager") == [(0, True)] + [(v, True) for v in versions]
 
 
 def test_history_written_by_goose(pg, db, tmp_path):
@@ -225,19 +221,19 @@ def test_history_written_by_goose(pg, db, tmp_path):
     # the tables as goose left them; the version table recreated as goose creates and fills it
     apply = run_module(
         "postgres_lamassu_migrate",
-        {"database": db, "schema": "ca", "path": path, "command": "up-to", "version": 20250301100000},
+        {"database": db, "schema": "ca", "path": path, "command": "up-to", "version": 20251217120000},
         pg,
     )
-    assert apply.result["version_after"] == 20250301100000, apply.result
+    assert apply.result["version_after"] == 20251217120000, apply.result
     pg.execute(
         db,
         "DROP TABLE ca.goose_db_version",
         GOOSE_DDL.format(schema="ca"),
-        # goose's ensureVersionTable, then allow-missing ups: 1, 20250301100000, then the older 20241215120000
+        # goose's ensureVersionTable, then allow-missing ups: 1, 20251217120000, then the older 20250702124800
         "INSERT INTO ca.goose_db_version (version_id, is_applied) VALUES (0, true)",
         "INSERT INTO ca.goose_db_version (version_id, is_applied) VALUES (1, true)",
-        "INSERT INTO ca.goose_db_version (version_id, is_applied) VALUES (20250301100000, true)",
-        "INSERT INTO ca.goose_db_version (version_id, is_applied) VALUES (20241215120000, true)",
+        "INSERT INTO ca.goose_db_version (version_id, is_applied) VALUES (20251217120000, true)",
+        "INSERT INTO ca.goose_db_version (version_id, is_applied) VALUES (20250702124800, true)",
     )
     common = {"database": db, "schema": "ca", "path": path}
     run = run_tasks(
@@ -245,22 +241,23 @@ def test_history_written_by_goose(pg, db, tmp_path):
         pg,
     )
     status, refused, missing_applied = run.results
-    assert status["version_after"] == 20250301100000  # the highest applied, not the last inserted
+    assert status["version_after"] == 20251217120000  # the highest applied, not the last inserted
     assert [(m["version"], m["state"]) for m in status["migrations"]] == [
         (1, "applied"),
-        (20241215120000, "applied"),
         (20250123125500, "missing"),
-        (20250301100000, "applied"),
+        (20250702124800, "applied"),
+        (20251217120000, "applied"),
+        (20260331120000, "pending"),
         (20260520120000, "pending"),
     ]
     warnings = " ".join(status.get("warnings", []))
-    assert "older API" in warnings and "20241215120000" in warnings
+    assert "older API" in warnings and "20250702124800" in warnings
     assert refused.get("failed") and "found 1 missing (out-of-order) migration" in refused["msg"]
     assert "20250123125500" in refused["msg"] and refused["applied"] == []
-    assert refused["changed"] is False and refused["version_after"] == 20250301100000
+    assert refused["changed"] is False and refused["version_after"] == 20251217120000
     assert [a["version"] for a in missing_applied["applied"]] == [20250123125500]
-    assert missing_applied["version_after"] == 20250301100000
-    assert [row[0] for row in goose_rows(pg, db, "ca")] == [0, 1, 20250301100000, 20241215120000, 20250123125500]
+    assert missing_applied["version_after"] == 20251217120000
+    assert [row[0] for row in goose_rows(pg, db, "ca")] == [0, 1, 20251217120000, 20250702124800, 20250123125500]
 
 
 def test_rolled_back_rows_and_gone_files(pg, db, tmp_path):

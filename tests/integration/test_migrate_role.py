@@ -12,7 +12,7 @@ NEWEST = {
     "alerts": 1,
     "ca": 20260520120000,
     "devicemanager": 20260120114736,
-    "dmsmanager": 20241230124809,
+    "dmsmanager": 20260604110000,
     "kms": 20251031174938,
     "va": 1,
 }
