@@ -36,7 +36,7 @@ EXAMPLES = r"""
       run_id: 20260101T000000Z
       written_at: "2026-01-01 00:00:00"
       directory: ./reports
-      cwd: "{{ lookup('ansible.builtin.env', 'PWD') }}"
+      cwd: "{{ lookup('lamassuiot.postgres.controller').cwd }}"
       services: [ca, va]
       hosts: "{{ ansible_play_hosts_all }}"
       active: "{{ ansible_play_hosts }}"

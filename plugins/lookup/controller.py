@@ -3,7 +3,7 @@
 
 DOCUMENTATION = r"""
 name: controller
-short_description: The controller host and the process id of the running ansible-playbook
+short_description: The controller host, the process id of the running ansible-playbook and its directory
 version_added: 0.1.0
 description:
   - Returns the name of the controller host and the process id of the C(ansible-playbook) (or C(ansible))
@@ -34,6 +34,12 @@ _raw:
       description: The process id of the main Ansible process of the run.
       type: int
       sample: 41235
+    cwd:
+      description:
+        - The directory C(ansible-playbook) runs in (its real working directory, not C($PWD), which a caller may
+          leave stale); relative report paths are taken from it.
+      type: str
+      sample: /home/operator/lamassu-ops
 """
 
 
@@ -50,4 +56,4 @@ class LookupModule(LookupBase):
         # Tasks are templated in worker processes forked from the main process; the run is the main process.
         parent = multiprocessing.parent_process()
         pid = parent.pid if parent is not None else os.getpid()
-        return [{"host": socket.gethostname().split(".")[0] or "unknown", "pid": pid}]
+        return [{"host": socket.gethostname().split(".")[0] or "unknown", "pid": pid, "cwd": os.getcwd()}]
