@@ -26,18 +26,19 @@ def test_fixture_plan_prepares_statements_and_python_functions():
     prepared = prepare(plan, {})
     assert [(p.source.kind, len(p.statements), p.use_tx) for p in prepared] == [
         ("sql", 1, True),
-        ("sql", 2, True),
         ("py", 0, True),
         ("sql", 3, True),
         ("sql", 2, True),
+        ("py", 0, True),
+        ("sql", 3, True),
     ]
-    assert callable(prepared[2].function) and prepared[2].function.__name__ == "up"
-    assert "regexp_replace(subject_common_name, E'\\\\\\\\', '/', 'g')" in prepared[3].statements[2]
+    assert callable(prepared[1].function) and prepared[1].function.__name__ == "up"
+    assert "regexp_replace(subject_common_name, E'\\\\\\\\', '/', 'g')" in prepared[2].statements[2]
 
 
 def test_no_transaction_fixture():
     plan = plan_command("up", collect(str(FIXTURES / "devicemanager")), History())
-    assert [p.use_tx for p in prepare(plan, {})] == [True, True, False]
+    assert [p.use_tx for p in prepare(plan, {})] == [True, True, True, True, False]
 
 
 def test_envsub_takes_the_given_environment(tmp_path):
