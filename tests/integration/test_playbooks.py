@@ -180,7 +180,9 @@ def test_rollback_restores_the_legacy_layout_and_cleanup_needs_confirmation(tmp_
             [
                 {
                     "name": "Note the hook",
-                    "ansible.builtin.command": {"argv": ["sh", "-c", f'echo "$0" >> {hook_log}', "{{ cutover_hook }}"]},
+                    "ansible.builtin.command": {
+                        "argv": ["sh", "-c", f'echo "$0" >> {hook_log}', "{{ service_control_hook }}"]
+                    },
                     "changed_when": False,
                 }
             ]
@@ -199,7 +201,8 @@ def test_rollback_restores_the_legacy_layout_and_cleanup_needs_confirmation(tmp_
                     {
                         "cutover_target": "files",
                         "cutover_service_configs": {"ca": str(config)},
-                        "cutover_hooks_file": str(hooks),
+                        "service_control_hooks_file": str(hooks),
+                        "lamassu_start_services": True,
                     },
                 )
             },

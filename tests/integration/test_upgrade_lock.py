@@ -34,11 +34,13 @@ def gated_inventory(tmp_path: Path, cluster: Cluster, name: str, gate: Path) -> 
     hooks.write_text(
         "- name: Wait for the test's gate\n"
         f"  ansible.builtin.wait_for: {{path: '{gate}', timeout: 600}}\n"
-        "  when: cutover_hook == 'stop'\n"
+        "  when: service_control_hook == 'stop'\n"
     )
     # a report directory per run: two runs started in the same second share a run id
     return write_inventory(
-        tmp_path / f"{name}.json", {"srv1": ("dev", cluster, {"cutover_hooks_file": str(hooks)})}, tmp_path / name
+        tmp_path / f"{name}.json",
+        {"srv1": ("dev", cluster, {"service_control_hooks_file": str(hooks)})},
+        tmp_path / name,
     )
 
 
