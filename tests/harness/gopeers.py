@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
@@ -44,6 +45,7 @@ class Peer:
     package: str = ""
     source: str = ""  # a directory of this repository with a main package (then ``requires`` names its module)
     requires: str = ""
+    go_migrations: str = ""  # a directory of <service>/<version>_<name>.go migrations compiled into ``source``
 
     @property
     def directory(self) -> Path:
@@ -56,6 +58,32 @@ class Peer:
     @property
     def failure_file(self) -> Path:
         return self.directory / "failed.txt"
+
+    @property
+    def stamp_file(self) -> Path:
+        return self.directory / "built-from.txt"
+
+    def inputs(self) -> list[Path]:
+        """The files of this repository a local peer is built from."""
+        files = sorted((ROOT / self.source).rglob("*")) if self.source else []
+        if self.go_migrations:
+            files += sorted((ROOT / self.go_migrations).glob("*/*.go"))
+        return [path for path in files if path.is_file()]
+
+    def fingerprint(self, peers: dict[str, Peer]) -> str:
+        """What the binary was built from: the pinned versions and the content of the local inputs."""
+        digest = hashlib.sha256(f"{self.package}@{self.version}".encode())
+        if self.requires:
+            required = peers[self.requires]
+            digest.update(f"{required.module}@{required.version}".encode())
+        for path in self.inputs():
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+        return digest.hexdigest()
+
+    def is_current(self, peers: dict[str, Peer]) -> bool:
+        return (
+            self.path.exists() and self.stamp_file.exists() and self.stamp_file.read_text() == self.fingerprint(peers)
+        )
 
 
 def load_peers(path: Path = PEERS_FILE) -> dict[str, Peer]:
@@ -104,7 +132,19 @@ def _commands(peer: Peer, peers: dict[str, Peer]) -> list[tuple[list[str], Path 
     work = GO_DIR / "src" / peer.name
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(ROOT / peer.source, work)
-    (work / "go.mod").write_text(f"module example.invalid/{peer.name}\n\ngo 1.22\n")
+    module = f"example.invalid/{peer.name}"
+    (work / "go.mod").write_text(f"module {module}\n\ngo 1.22\n")
+    if peer.go_migrations:
+        imports = []
+        for service_dir in sorted(p for p in (ROOT / peer.go_migrations).iterdir() if p.is_dir()):
+            go_files = sorted(service_dir.glob("*.go"))
+            if go_files:
+                target = work / "migrations" / service_dir.name
+                target.mkdir(parents=True)
+                for go_file in go_files:
+                    shutil.copy(go_file, target / go_file.name)
+                imports.append(f'\t_ "{module}/migrations/{service_dir.name}"\n')
+        (work / "register.go").write_text(f"package main\n\nimport (\n{''.join(imports)})\n")
     return [
         (["go", "get", f"{required.module}@{required.version}"], work),
         (["go", "mod", "tidy"], work),
@@ -115,12 +155,13 @@ def _commands(peer: Peer, peers: dict[str, Peer]) -> list[tuple[list[str], Path 
 def build(peer: Peer, peers: dict[str, Peer], *, retry_failed: bool = True) -> Path:
     """The peer's binary, built when missing; ``PeerUnavailable`` when it cannot be."""
     with _build_lock():
-        if peer.path.exists():
+        if peer.is_current(peers):
             return peer.path
         if peer.failure_file.exists() and not retry_failed:
             raise PeerUnavailable(peer.failure_file.read_text())
         peer.directory.mkdir(parents=True, exist_ok=True)
         peer.failure_file.unlink(missing_ok=True)
+        peer.stamp_file.unlink(missing_ok=True)
         if shutil.which("go") is None:
             return _failed(peer, "go", "the go command is not on PATH (install Go 1.22 or later)")
         for command, cwd in _commands(peer, peers):
@@ -132,6 +173,7 @@ def build(peer: Peer, peers: dict[str, Peer], *, retry_failed: bool = True) -> P
                 return _failed(peer, " ".join(command), f"timed out after {BUILD_TIMEOUT} s")
             if proc.returncode != 0:
                 return _failed(peer, " ".join(command), proc.stdout + proc.stderr)
+        peer.stamp_file.write_text(peer.fingerprint(peers))
         return peer.path
 
 

@@ -21,7 +21,8 @@ def _peer_fixture(name: str):
         try:
             return peer_binary(name)
         except PeerUnavailable as unavailable:
-            pytest.skip(str(unavailable))
+            # one line, so that the short summary (-rs) shows the command and the error, not only the first line
+            pytest.skip(" | ".join(line.strip() for line in str(unavailable).splitlines() if line.strip()))
 
     return binary
 
@@ -30,6 +31,7 @@ goose_bin = _peer_fixture("goose")
 goose_lamassu_bin = _peer_fixture("goose-lamassu")
 goose_lamassu_schema_bin = _peer_fixture("goose-lamassu-schema")
 goose_locker_bin = _peer_fixture("goose-locker")
+goose_lamassu_fixtures_bin = _peer_fixture("goose-lamassu-fixtures")
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.harness.pgcluster import Cluster
 
 
-def dsn(cluster: Cluster, database: str, schema: str | None = None) -> str:
+def dsn(cluster: Cluster, database: str, schema: str | None = None, application_name: str = "") -> str:
     """A libpq keyword DSN; ``search_path=`` is a run-time parameter for pgx (goose's driver)."""
     parts = [f"host={cluster.host}", f"port={cluster.port}", f"user={cluster.user}", f"dbname={database}"]
     if cluster.password:
@@ -19,6 +19,8 @@ def dsn(cluster: Cluster, database: str, schema: str | None = None) -> str:
     parts.append("sslmode=disable")
     if schema:
         parts.append(f"search_path={schema}")
+    if application_name:
+        parts.append(f"application_name={application_name}")
     return " ".join(parts)
 
 

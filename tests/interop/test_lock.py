@@ -2,7 +2,8 @@
 
 ``goose-locker`` (``tests/interop/go/locker``) is goose's Provider with ``lock.NewPostgresSessionLocker``, as
 an application embedding goose runs it (goose's CLI takes no lock). Whichever starts first holds the lock while
-its slow first migration sleeps; the other waits, then finds nothing pending. No migration runs twice.
+its first migration waits until the other one has connected, and two seconds more; the other waits for the
+lock, then finds nothing pending. No migration runs twice.
 """
 
 from __future__ import annotations
@@ -17,23 +18,45 @@ from tests.interop.goose_cli import dsn
 
 MIGRATE = "lamassuiot.postgres.postgres_lamassu_migrate"
 GOOSE_SESSION_LOCK_ID = 4097083626  # goose's lock.DefaultLockID, read from the goose source in the module cache
-SLEEP_SECONDS = 4
-TREE = {
-    "00001_slow.sql": f"-- +goose Up\nSELECT pg_sleep({SLEEP_SECONDS});\nCREATE TABLE devices (id text PRIMARY KEY);\n"
-    "-- +goose Down\nDROP TABLE devices;\n",
-    "00002_groups.sql": "-- +goose Up\nCREATE TABLE groups (id int PRIMARY KEY);\n-- +goose Down\nDROP TABLE groups;\n",
-    "00003_index.sql": "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE INDEX CONCURRENTLY groups_id ON groups (id);\n",
-}
+MODULE_APPLICATION = "lamassuiot.postgres"
+GOOSE_APPLICATION = "goose-locker"
 
 
-def write_tree(directory: Path) -> Path:
+def slow_first_migration(waits_for: str) -> str:
+    """Holds its runner inside migration 1 until a session named ``waits_for`` has connected (a busy machine
+    can take many seconds to start ansible-playbook), then two seconds more while that one asks for the lock."""
+    return f"""-- +goose Up
+-- +goose StatementBegin
+DO $$
+BEGIN
+    FOR i IN 1..1200 LOOP
+        PERFORM pg_stat_clear_snapshot();  -- pg_stat_activity is otherwise read once per transaction
+        EXIT WHEN EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = '{waits_for}');
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+    PERFORM pg_sleep(2);
+END
+$$;
+-- +goose StatementEnd
+CREATE TABLE devices (id text PRIMARY KEY);
+-- +goose Down
+DROP TABLE devices;
+"""
+
+
+def write_tree(directory: Path, waits_for: str) -> Path:
     directory.mkdir()
-    for name, text in TREE.items():
-        (directory / name).write_text(text)
+    (directory / "00001_slow.sql").write_text(slow_first_migration(waits_for))
+    (directory / "00002_groups.sql").write_text(
+        "-- +goose Up\nCREATE TABLE groups (id int PRIMARY KEY);\n-- +goose Down\nDROP TABLE groups;\n"
+    )
+    (directory / "00003_index.sql").write_text(
+        "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE INDEX CONCURRENTLY groups_id ON groups (id);\n"
+    )
     return directory
 
 
-def wait_for(pg, db: str, statement: str, params=(), timeout: float = 60) -> None:
+def wait_for(pg, db: str, statement: str, params=(), timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while pg.query(db, statement, params) == [(0,)]:
         assert time.monotonic() < deadline, f"timed out waiting for: {statement}"
@@ -66,10 +89,10 @@ def versions(pg, db: str, schema: str) -> list[int]:
 
 
 def test_module_waits_while_goose_holds_its_session_lock(pg, db, tmp_path, goose_locker_bin):
-    path = write_tree(tmp_path / "tree")
+    path = write_tree(tmp_path / "tree", waits_for=MODULE_APPLICATION)
     pg.execute(db, "CREATE SCHEMA svc")
     goose = subprocess.Popen(
-        [str(goose_locker_bin), dsn(pg, db, "svc"), str(path), "up"],
+        [str(goose_locker_bin), dsn(pg, db, "svc", GOOSE_APPLICATION), str(path), "up"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -79,10 +102,7 @@ def test_module_waits_while_goose_holds_its_session_lock(pg, db, tmp_path, goose
         thread, outcome = module_in_background(pg, db, path)
         # the module is connected and retrying while goose still sleeps in its first migration
         wait_for(
-            pg,
-            "postgres",
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = 'lamassuiot.postgres'",
-            (db,),
+            pg, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (MODULE_APPLICATION,)
         )
         assert goose.poll() is None, "goose ended before the module started waiting"
         goose_output, _ = goose.communicate(timeout=120)
@@ -92,7 +112,8 @@ def test_module_waits_while_goose_holds_its_session_lock(pg, db, tmp_path, goose
         if goose.poll() is None:
             goose.kill()
     assert goose.returncode == 0, goose_output
-    assert goose_output.split() == [word for name in TREE for word in ("up", str(int(name[:5])), name)], goose_output
+    names = sorted(p.name for p in path.iterdir())
+    assert goose_output.split() == [word for name in names for word in ("up", str(int(name[:5])), name)], goose_output
     result = outcome["result"]
     assert not result.get("failed"), result
     assert result["changed"] is False and result["applied"] == [] and result["version_before"] == 3
@@ -101,13 +122,13 @@ def test_module_waits_while_goose_holds_its_session_lock(pg, db, tmp_path, goose
 
 
 def test_goose_waits_while_the_module_holds_the_lock(pg, db, tmp_path, goose_locker_bin):
-    path = write_tree(tmp_path / "tree")
+    path = write_tree(tmp_path / "tree", waits_for=GOOSE_APPLICATION)
     thread, outcome = module_in_background(pg, db, path)
     try:
         wait_for(pg, db, lock_holders(pg, db, GOOSE_SESSION_LOCK_ID))
         goose_started = time.monotonic()
         goose = subprocess.run(
-            [str(goose_locker_bin), dsn(pg, db, "svc"), str(path), "up"],
+            [str(goose_locker_bin), dsn(pg, db, "svc", GOOSE_APPLICATION), str(path), "up"],
             capture_output=True,
             text=True,
             timeout=180,
