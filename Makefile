@@ -58,7 +58,7 @@ $(KUBERNETES_CORE)/MANIFEST.json: $(BUILD)/wheels/ansible-$(ANSIBLE_BUNDLE)-py3-
 .PHONY: kubernetes-core
 kubernetes-core: $(KUBERNETES_CORE)/MANIFEST.json
 
-test: venv server-packages .collections/ansible_collections/lamassuiot/postgres lint sanity units integration molecule galaxy-build core-matrix
+test: venv server-packages .collections/ansible_collections/lamassuiot/postgres lint sanity units integration interop molecule galaxy-build core-matrix
 	@echo "make test: all checks passed"
 
 lint: venv .collections/ansible_collections/lamassuiot/postgres kubernetes-core
@@ -127,6 +127,16 @@ integration: venv server-packages pg-servers .collections/ansible_collections/la
 		echo "== integration subset on PostgreSQL $$version"; \
 		LAMASSU_PG_VERSION=$$version $(BIN)/pytest $(PG_EXTRA_TESTS) $(PYTEST_ARGS) -q -p no:cacheprovider || exit 1; \
 	done
+
+# Interoperability with the real tools (docs/testing.md, "Test peers"): goose and goose-lamassu are built from
+# their Go modules at the versions of tests/interop/peers.toml into build/go, once (a built peer is not rebuilt).
+# A peer that cannot be built (no Go, a module the proxy refuses) is reported here and its tests are skipped.
+.PHONY: go-peers interop
+go-peers: venv
+	$(PY) -m tests.harness.gopeers
+
+interop: venv server-packages go-peers .collections/ansible_collections/lamassuiot/postgres
+	LAMASSU_PG_VERSION=15 $(BIN)/pytest tests/interop -n 2 -q -p no:cacheprovider -rs
 
 # Molecule scenarios live at the top-level molecule/ (Molecule 26 would look under extensions/molecule/).
 molecule: venv server-packages .collections/ansible_collections/lamassuiot/postgres
