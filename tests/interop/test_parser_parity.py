@@ -30,9 +30,10 @@ USE_TX = {"00001_create_users_table.sql": True, "00002_rename_root.sql": True, "
 
 
 def cases(kind: str) -> list[str]:
-    """Names of goose's cases of one kind; collected without goose built yet, so an absent cache gives none."""
+    """Names of goose's cases of one kind. Without goose's module (no Go, or not built yet) one placeholder,
+    which the ``testdata`` fixture skips with the reason the build failed."""
     directory = SQLPARSER / kind
-    return sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+    return sorted(p.name for p in directory.iterdir()) if directory.is_dir() else ["goose-not-built"]
 
 
 def golden(case_dir: Path, direction: str) -> list[str]:
@@ -48,7 +49,6 @@ def valid_cases() -> list[tuple[str, str]]:
 def testdata(goose_source) -> Path:
     """goose's parser test data, once goose is built (the skip names the failed build otherwise)."""
     assert SQLPARSER.is_dir(), f"goose's module source has no {SQLPARSER}"
-    assert cases("valid-up") and cases("envsub") and cases("invalid/up") and cases("valid-txn")
     return SQLPARSER
 
 
