@@ -95,6 +95,14 @@ def test_upgrade_with_a_checkout_tree_moves_every_service_and_leaves_nothing_pen
         assert status["ready"], status["problems"]
         assert status["phases"]["migrated"] == list(SERVICES), status["phases"]
         assert {s: status["services"][s]["pending_migrations"] for s in SERVICES} == {s: [] for s in SERVICES}
+        # One truth about phases: the upgrade report, its console, and status.yml a moment later agree.
+        status_run = run_playbook(ROOT / "playbooks" / "status.yml", "-i", str(inv))
+        assert status_run.returncode == 0, status_run.stdout[-5000:]
+        reports = tmp_path / "reports"
+        upgrade_phases = phase_counts(latest(reports, "upgrade"))
+        assert upgrade_phases == phase_counts(latest(reports, "status")), upgrade_phases
+        assert upgrade_phases["migrated"] == 1 and sum(upgrade_phases.values()) == 1, upgrade_phases
+        assert all(f"{s} (migrated):" in first.stdout for s in SERVICES), first.stdout[-5000:]
         other = "pki" if database == "lamassu" else "lamassu"
         assert other not in {r[0] for r in cluster.query("postgres", "SELECT datname FROM pg_database")}
 
@@ -103,6 +111,15 @@ def test_upgrade_with_a_checkout_tree_moves_every_service_and_leaves_nothing_pen
         assert second.returncode == 0, second.stdout[-8000:] + second.stderr[-3000:]
         assert changed_count(second) == 0
         assert not state_differences(before, server_state(cluster, [database, *SERVICES]))
+
+
+def latest(report_dir: Path, title: str) -> str:
+    return sorted(report_dir.glob(f"lamassu-{title}-*.md"))[-1].read_text()
+
+
+def phase_counts(report: str) -> dict[str, int]:
+    """The fleet table's ``| phase <name> | <hosts> |`` rows."""
+    return {name: int(count) for name, count in re.findall(r"^\| phase (\S+) \| (\d+) \|", report, re.MULTILINE)}
 
 
 class TcpForwarder:
