@@ -126,7 +126,7 @@ def test_goose_reads_the_history_the_module_writes(pg, db, tmp_path, goose_cli, 
         ({"command": "redo"}, ["00010", "00020", "00030"]),
     ]
     for step, expected in steps:
-        *_, status = ours(pg, db, "svc", path, step)
+        status = ours(pg, db, "svc", path, step)[-1]
         view = our_view(status)
         assert [name[:5] for name in view[0]] == expected, (step, view)
         assert goose_view(goose) == view, step
@@ -147,7 +147,7 @@ def test_the_module_reads_the_history_goose_writes(pg, db, tmp_path, goose_cli, 
     goose = goose_cli(db, "by_goose", path)
 
     goose.run("up-to", "20", env=ENV)
-    *_, status = ours(pg, db, "by_goose", path, {"command": "status"})
+    status = ours(pg, db, "by_goose", path)[-1]
     assert our_view(status) == goose_view(goose)
     assert [p["name"] for p in status["pending"]] == goose.status().pending == sorted(files)[2:]
 
@@ -163,7 +163,7 @@ def test_the_module_reads_the_history_goose_writes(pg, db, tmp_path, goose_cli, 
 
     # goose's -allow-missing and the module's allow_missing read the same missing file
     write_tree(path, missing)
-    *_, status = ours(pg, db, "by_goose", path, {"command": "status"})
+    status = ours(pg, db, "by_goose", path)[-1]
     assert our_view(status)[1] == goose.status().pending == sorted(missing)
     goose.run("up", flags=("-allow-missing",), env=ENV)
     up, status = ours(pg, db, "by_goose", path, {"command": "up"})

@@ -83,13 +83,13 @@ def fill_rows(cluster: Cluster, database: str) -> list[str]:
                 (table,),
             )
             columns = cur.fetchall()
-            if any(data_type not in VALUES for _, data_type in columns):
+            if any(data_type not in VALUES for _name, data_type in columns):
                 continue
             cur.execute("SAVEPOINT fill")
             try:
                 for n in range(1, ROWS_PER_TABLE + 1):
-                    values = sql.SQL(", ").join(sql.SQL(VALUES[data_type].format(n=n)) for _, data_type in columns)
-                    names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns)
+                    values = sql.SQL(", ").join(sql.SQL(VALUES[data_type].format(n=n)) for _name, data_type in columns)
+                    names = sql.SQL(", ").join(sql.Identifier(name) for name, _type in columns)
                     cur.execute(
                         sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(sql.Identifier(table), names, values)
                         if columns

@@ -105,7 +105,7 @@ def test_module_waits_while_goose_holds_its_session_lock(pg, db, tmp_path, goose
             pg, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (MODULE_APPLICATION,)
         )
         assert goose.poll() is None, "goose ended before the module started waiting"
-        goose_output, _ = goose.communicate(timeout=120)
+        goose_output = goose.communicate(timeout=120)[0]
         goose_ended = time.monotonic()
         thread.join(timeout=300)
     finally:
