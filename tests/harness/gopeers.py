@@ -98,7 +98,7 @@ def go_env() -> dict[str, str]:
         GOPATH=str(GO_DIR / "path"),
         GOMODCACHE=str(GO_DIR / "mod"),
         GOCACHE=str(GO_DIR / "cache"),
-        GOFLAGS="-mod=mod",
+        GOFLAGS="-mod=mod -buildvcs=false",  # no VCS stamp from this checkout's git in local builds
         GOTOOLCHAIN="local",
     )
     return env
