@@ -1,4 +1,4 @@
--- Placeholder for Lamassu's upstream migration 20250307114600 (ca), applied by the service before the
+-- Placeholder for Lamassu's upstream migration 20251106000000 (ca), applied by the service before the
 -- move to one database: goose only needs the file to know the version is not gone. Its upstream SQL is
 -- not part of this example.
 -- +goose Up
