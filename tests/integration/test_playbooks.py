@@ -374,4 +374,4 @@ def test_preflight_reports_every_problem_at_once(pg, unique_name, tmp_path):
     proc = run_playbook(path, "-i", "localhost,", "-c", "local")
     assert proc.returncode == 0, output(proc)
     problems = json.loads(out.read_text())
-    assert len(problems) == 1 and problems[0].startswith("server unreachable or unreadable: Cannot connect")
+    assert len(problems) == 1 and problems[0].startswith("preflight could not read the server: Cannot connect")
