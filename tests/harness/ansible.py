@@ -72,6 +72,15 @@ def run_local_play(
     return run_playbook(playbook, "-i", "localhost,", "-c", "local", *args, env=env)
 
 
+def write_inventory(path: Path, cluster: Cluster | None = None, host: str = "db1", **host_vars) -> Path:
+    """An inventory of one host of group ``lamassu_postgres`` that runs the modules locally, reaching ``cluster``."""
+    values = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    if cluster is not None:
+        values |= {"lamassu_pg_host": cluster.host, "lamassu_pg_port": cluster.port}
+    path.write_text(json.dumps({"lamassu_postgres": {"hosts": {host: values | host_vars}}}))
+    return path
+
+
 def recap_changed(output: str) -> int:
     """The ``changed`` count of localhost in the play recap of a run without failures."""
     match = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", output)

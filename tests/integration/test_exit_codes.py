@@ -4,11 +4,10 @@ cannot be read (unless asked only to report)."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from tests.harness.ansible import run_playbook
+from tests.harness.ansible import run_playbook, write_inventory
 from tests.harness.collection import ROOT
 from tests.harness.pgcluster import free_port
 
@@ -26,15 +25,12 @@ def test_every_playbook_fails_without_hosts_in_the_group(tmp_path, name):
 
 
 def test_status_fails_an_unreadable_host_unless_asked_only_to_report(tmp_path):
-    host = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "lamassu_pg_host": "127.0.0.1",
-        "lamassu_pg_port": free_port(),  # nothing listens there
-        "lamassu_report_dir": str(tmp_path / "reports"),
-    }
-    inventory = tmp_path / "inventory.json"
-    inventory.write_text(json.dumps({"lamassu_postgres": {"hosts": {"db1": host}}}))
+    inventory = write_inventory(
+        tmp_path / "inventory.json",
+        lamassu_pg_host="127.0.0.1",
+        lamassu_pg_port=free_port(),  # nothing listens there
+        lamassu_report_dir=str(tmp_path / "reports"),
+    )
     status = ROOT / "playbooks" / "status.yml"
 
     failed = run_playbook(status, "-i", str(inventory))

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness.ansible import ansible_env
+from tests.harness.ansible import ansible_env, write_inventory
 from tests.harness.collection import ROOT
 from tests.harness.fixture import build_legacy
 from tests.harness.pgcluster import throwaway_cluster
@@ -34,14 +34,7 @@ def test_the_built_tarball_runs_status_by_its_collection_name(tmp_path):
 
     with throwaway_cluster() as cluster:
         build_legacy(cluster, scale=0.001, services=("va",))
-        host = {
-            "ansible_connection": "local",
-            "ansible_python_interpreter": sys.executable,
-            "lamassu_pg_host": cluster.host,
-            "lamassu_pg_port": cluster.port,
-            "lamassu_services": ["va"],
-        }
-        (project / "inventory.json").write_text(json.dumps({"lamassu_postgres": {"hosts": {"db1": host}}}))
+        write_inventory(project / "inventory.json", cluster, lamassu_services=["va"])
         run = subprocess.run(
             [str(BIN / "ansible-playbook"), "lamassuiot.postgres.status", "-i", "inventory.json"],
             cwd=project,

@@ -4,12 +4,11 @@ everyday mistake given to upgrade.yml is refused with a message naming it, and n
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.harness.ansible import run_playbook
+from tests.harness.ansible import run_playbook, write_inventory
 from tests.harness.collection import ROOT
 from tests.harness.fixture import build_legacy
 from tests.harness.pgcluster import throwaway_cluster
@@ -82,19 +81,12 @@ def test_a_bad_input_is_refused_by_preflight_and_changes_nothing(cluster, tmp_pa
     hooks.write_text(
         json.dumps([{"name": "Record the hook", "ansible.builtin.copy": {"content": "x", "dest": str(stopped)}}])
     )
-    host = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "lamassu_pg_host": cluster.host,
-        "lamassu_pg_port": cluster.port,
+    defaults = {
         "lamassu_services": list(SERVICES),
         "lamassu_report_dir": str(tmp_path / "reports"),
-        "cutover_hooks_file": str(hooks),
         "service_control_hooks_file": str(hooks),
-        **host_vars,
     }
-    inventory = tmp_path / "inventory.json"
-    inventory.write_text(json.dumps({"lamassu_postgres": {"hosts": {"db1": host}}}))
+    inventory = write_inventory(tmp_path / "inventory.json", cluster, **(defaults | host_vars))
     before = server_state(cluster, WATCHED)
 
     run = run_playbook(ROOT / "playbooks" / "upgrade.yml", "-i", str(inventory))

@@ -6,19 +6,17 @@ pending Go migrations, services without a folder)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tests.harness.ansible import run_module, run_playbook
+from tests.harness.ansible import run_module, run_playbook, write_inventory
 from tests.harness.collection import ROOT
 from tests.harness.fixture import build_legacy
 from tests.harness.pgcluster import _as_server_user, free_port, throwaway_cluster
@@ -47,16 +45,7 @@ def lamassu_checkout(directory: Path, services=SERVICES) -> Path:
 
 
 def inventory(path: Path, cluster, **host_vars) -> Path:
-    host = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "lamassu_pg_host": cluster.host,
-        "lamassu_pg_port": cluster.port,
-        "lamassu_report_dir": str(path.parent / "reports"),
-        **host_vars,
-    }
-    path.write_text(json.dumps({"lamassu_postgres": {"hosts": {"db1": host}}}))
-    return path
+    return write_inventory(path, cluster, lamassu_report_dir=str(path.parent / "reports"), **host_vars)
 
 
 def upgrade(inventory_path: Path, *args: str) -> subprocess.CompletedProcess:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from tests.harness.ansible import PlaybookRun, run_playbook, run_tasks
+from tests.harness.ansible import PlaybookRun, run_playbook, run_tasks, write_inventory
 from tests.harness.collection import ROOT
 from tests.harness.fixture import build_legacy
 from tests.harness.pgcluster import throwaway_cluster
@@ -180,18 +179,15 @@ def test_every_playbook_at_vvv(tmp_path):
             psycopg2.connect(host=cluster.host, port=cluster.port, user=ROLE, dbname="postgres", password="")
         reports, dumps, tmp = tmp_path / "reports", tmp_path / "dumps", tmp_path / "tmp"
         tmp.mkdir()
-        inventory = tmp_path / "inventory.json"
-        host = {
-            "ansible_connection": "local",
-            "ansible_python_interpreter": sys.executable,
-            "lamassu_pg_host": cluster.host,
-            "lamassu_pg_port": cluster.port,
-            "lamassu_pg_user": ROLE,
-            "lamassu_pg_password": SPECIAL,
-            "lamassu_services": list(services),
-            "lamassu_report_dir": str(reports),
-        }
-        inventory.write_text(json.dumps({"lamassu_postgres": {"hosts": {"pg1": host}}}))
+        inventory = write_inventory(
+            tmp_path / "inventory.json",
+            cluster,
+            host="pg1",
+            lamassu_pg_user=ROLE,
+            lamassu_pg_password=SPECIAL,
+            lamassu_services=list(services),
+            lamassu_report_dir=str(reports),
+        )
         # The managed host's temporary files (tempfile) go to a directory the test can search.
         env = {"TMPDIR": str(tmp)}
 
