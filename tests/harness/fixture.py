@@ -270,7 +270,7 @@ def sql_sections(service: str, release: str = LATEST_RELEASE) -> dict[str, str]:
     known = {RELEASES[name].step for name in names if RELEASES[name].step}
     sections: dict[str, list[str]] = {}
     for name, body in raw.items():
-        base, _, step = name.partition("_")
+        base, _sep, step = name.partition("_")
         if step and step not in known:
             raise ValueError(f"fixture_sql/{service}.sql: section {name!r} names no modelled release")
         if not step or step in steps:

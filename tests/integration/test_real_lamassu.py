@@ -124,7 +124,7 @@ class TcpForwarder:
     def _accept(self):
         while True:
             try:
-                client, _ = self.server.accept()
+                client, _address = self.server.accept()
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))

@@ -156,7 +156,7 @@ def test_systemd_stops_running_units_and_starts_stopped_ones(tmp_path, variables
 
 def test_systemd_without_units_is_refused(tmp_path):
     env, state = systemctl(tmp_path, active=[])
-    proc, _ = run_role(tmp_path, "stop", {"lamassu_service_control": "systemd"}, env=env)
+    proc, _facts = run_role(tmp_path, "stop", {"lamassu_service_control": "systemd"}, env=env)
     assert proc.returncode != 0
     assert "service_control_method is systemd but service_control_units is empty" in proc.stdout, output(proc)
     assert systemctl_calls(state) == []
@@ -177,7 +177,7 @@ def test_none_runs_only_the_hooks_file_with_both_hook_variables(tmp_path):
         )
     )
     for entry in ("stop", "start"):
-        proc, _ = run_role(tmp_path, entry, {"cutover_hooks_file": str(hooks)})
+        proc, _facts = run_role(tmp_path, entry, {"cutover_hooks_file": str(hooks)})
         assert proc.returncode == 0, output(proc)
     assert log.read_text() == "stop-stop\nstart-start\n"
 
@@ -232,7 +232,7 @@ def test_compose_stops_and_starts_exactly_the_named_services_of_the_project(tmp_
         return [call["argv"] for call in data["calls"]]
 
     # check mode reads which services run and stops none (the command module does not run in check mode)
-    checked, _ = run_role(tmp_path, "stop", variables, env=path_env(bin_dir), check=True)
+    checked, _facts = run_role(tmp_path, "stop", variables, env=path_env(bin_dir), check=True)
     assert checked.returncode == 0, output(checked)
     assert calls() == [ps]
 
@@ -250,7 +250,7 @@ def test_compose_stops_and_starts_exactly_the_named_services_of_the_project(tmp_
     assert calls() == [ps, [*compose, "start", "ca", "va", "kms"]]
 
     # no files: compose finds its own in the project directory
-    default_files, _ = run_role(
+    default_files, _facts = run_role(
         tmp_path, "stop", {**variables, "service_control_compose_files": []}, env=path_env(bin_dir)
     )
     assert default_files.returncode == 0, output(default_files)
@@ -258,7 +258,7 @@ def test_compose_stops_and_starts_exactly_the_named_services_of_the_project(tmp_
 
 
 def test_compose_without_project_is_refused(tmp_path):
-    proc, _ = run_role(tmp_path, "stop", {"lamassu_service_control": "compose"})
+    proc, _facts = run_role(tmp_path, "stop", {"lamassu_service_control": "compose"})
     assert proc.returncode != 0
     assert "set service_control_compose_project_dir and service_control_compose_services" in proc.stdout, output(proc)
 
@@ -421,7 +421,7 @@ def test_kubernetes_stop_records_and_scales_to_zero_start_restores_exactly_and_r
     assert checked.returncode == 0, output(checked)
     assert cluster.calls() == [] and cluster.replicas() == WORKLOADS and cluster.recorded() == {}
 
-    stopped, _ = run_role(tmp_path, "stop", K8S, env=cluster.env)
+    stopped, _facts = run_role(tmp_path, "stop", K8S, env=cluster.env)
     assert stopped.returncode == 0, output(stopped)
     calls = cluster.calls()
     # every running workload is recorded before any is scaled, and only those
@@ -438,7 +438,7 @@ def test_kubernetes_stop_records_and_scales_to_zero_start_restores_exactly_and_r
     assert again.returncode == 0 and counts["changed"] == 0, output(again)
     assert cluster.calls() == [] and cluster.recorded() == {w: str(n) for w, n in RUNNING.items()}
 
-    started, _ = run_role(tmp_path, "start", K8S, env=cluster.env)
+    started, _facts = run_role(tmp_path, "start", K8S, env=cluster.env)
     assert started.returncode == 0, output(started)
     assert cluster.calls() == [
         *({"module": "k8s_scale", "workload": w, "replicas": n, "wait": True} for w, n in RUNNING.items()),
@@ -458,7 +458,7 @@ def test_kubernetes_a_workload_scaled_up_since_its_record_is_recorded_again(tmp_
     cluster.calls()
     cluster.set("Deployment/ca", 4)
 
-    stopped, _ = run_role(tmp_path, "stop", K8S, env=cluster.env)
+    stopped, _facts = run_role(tmp_path, "stop", K8S, env=cluster.env)
     assert stopped.returncode == 0, output(stopped)
     assert cluster.calls() == [
         {"module": "k8s", "workload": "Deployment/ca", "annotations": {ANNOTATION: "4"}},
@@ -470,7 +470,7 @@ def test_kubernetes_a_workload_scaled_up_since_its_record_is_recorded_again(tmp_
 
 def test_kubernetes_missing_workload_is_refused_before_anything_is_scaled(tmp_path):
     cluster = FakeCluster(tmp_path, {w: n for w, n in WORKLOADS.items() if w != "StatefulSet/kms"})
-    proc, _ = run_role(tmp_path, "stop", K8S, env=cluster.env)
+    proc, _facts = run_role(tmp_path, "stop", K8S, env=cluster.env)
     assert proc.returncode != 0
     assert f"Not found in namespace {NAMESPACE}: kms." in proc.stdout, output(proc)
     assert "Nothing was scaled." in proc.stdout
