@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -158,12 +159,14 @@ def files_holding(directory: Path, secret: str, exclude: tuple[Path, ...] = ()) 
     pgpass = secret.replace("\\", "\\\\").replace(":", "\\:")
     forms = {form.encode() for form in (secret, json.dumps(secret)[1:-1], pgpass)}
     found = []
-    for path in directory.rglob("*") if directory.exists() else ():
-        try:
-            if path.is_file() and path not in exclude and any(form in path.read_bytes() for form in forms):
-                found.append(str(path))
-        except OSError:
-            continue
+    # os.walk skips what vanishes while it looks: other test workers' Ansible runs come and go in ~/.ansible/tmp.
+    for root, _dirs, names in os.walk(directory):
+        for path in (Path(root, name) for name in names):
+            try:
+                if path.is_file() and path not in exclude and any(form in path.read_bytes() for form in forms):
+                    found.append(str(path))
+            except OSError:
+                continue
     return found
 
 
