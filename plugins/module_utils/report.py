@@ -111,7 +111,7 @@ def host_summary(
     message = (failure or {}).get("msg")
     if not failure and status == "unreachable":
         message = after.get("msg", UNREACHABLE_MESSAGE)
-    return {
+    summary = {
         "name": name,
         "groups": [group for group in groups or [] if group != FLEET_GROUP],
         "status": status,
@@ -124,6 +124,24 @@ def host_summary(
         "rows_copied": sum(row["rows_copied"] or 0 for row in rows),
         "services": rows,
     }
+    return {**summary, "verdict": verdict(summary)}
+
+
+def verdict(summary: dict) -> str:
+    """The one line the playbooks end with for a host: how it ended, how long it took, where its services are."""
+    counts: dict[str, int] = {}
+    for row in summary["services"]:
+        counts[row["phase"]] = counts.get(row["phase"], 0) + 1
+    order = [phase for phase in PHASES if phase in counts] + [phase for phase in counts if phase not in PHASES]
+    phases = ", ".join(f"{counts[phase]} {phase}" for phase in order)
+    took = f" in {summary['duration_s']:.1f} s" if summary["duration_s"] is not None else ""
+    if summary["status"] == "failed":
+        return f"{summary['name']}: FAILED at '{summary['failed_task']}'{took}; services: {phases or 'unknown'}"
+    if summary["status"] == "unreachable":
+        return f"{summary['name']}: UNREACHABLE: {summary['message']}"
+    problems = len(summary["problems"])
+    blocked = f"; {problems} problem(s) would stop an upgrade" if problems else ""
+    return f"{summary['name']}: ok{took}; services: {phases}{blocked}"
 
 
 def absent_host(name: str, groups: list[str] | None, active: bool) -> dict:

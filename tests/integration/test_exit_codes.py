@@ -36,6 +36,7 @@ def test_status_fails_an_unreadable_host_unless_asked_only_to_report(tmp_path):
     failed = run_playbook(status, "-i", str(inventory))
     assert failed.returncode != 0, failed.stdout[-3000:]
     assert "db1: cannot be read: Cannot connect to database" in failed.stdout
+    assert '"msg": "db1: UNREACHABLE: Cannot connect to database' in failed.stdout  # the one-line verdict
     assert list((tmp_path / "reports").glob("lamassu-status-*.md")), "the report is written before the failure"
 
     reported = run_playbook(status, "-i", str(inventory), "-e", "lamassu_status_report_only=true")

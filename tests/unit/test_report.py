@@ -122,6 +122,7 @@ def test_host_summary_of_an_upgraded_host():
         "problems": ["a problem"],
         "server": "15.8",
         "rows_copied": 15,
+        "verdict": "db1: ok in 12.5 s; services: 2 migrated; 1 problem(s) would stop an upgrade",
         "services": [
             {
                 "name": "ca",
@@ -240,3 +241,34 @@ def test_fleet_report_counts_unknown_phases_of_failed_hosts():
     assert report["phase_counts"]["unknown"] == 1
     assert report["max_duration_s"] == 1.5
     assert fleet(["a"], ["a"], [summary("a", seconds=None)])["max_duration_s"] == 0
+
+
+@pytest.mark.parametrize(
+    ("status_args", "expected"),
+    [
+        ({}, "db1: ok in 12.3 s; services: 1 copied, 1 migrated"),
+        (
+            {"problems": ["x", "y"]},
+            "db1: ok in 12.3 s; services: 1 copied, 1 migrated; 2 problem(s) would stop an upgrade",
+        ),
+        (
+            {"failure": {"task": "Copy", "msg": "boom"}},
+            "db1: FAILED at 'Copy' in 12.3 s; services: 1 copied, 1 migrated",
+        ),
+    ],
+)
+def test_the_one_line_verdict_of_a_host(status_args, expected):
+    after = {
+        "services": {
+            "ca": {"phase": "migrated", "schema_goose_version": 2},
+            "va": {"phase": "copied", "schema_goose_version": 1},
+        },
+        "problems": [],
+    }
+    summary = host_summary("db1", ["ca", "va"], after, started_at=100.0, finished_at=112.3, **status_args)
+    assert summary["verdict"] == expected
+
+
+def test_the_verdict_of_an_unreachable_host():
+    summary = host_summary("db1", ["ca"], {"failed": True, "msg": "Cannot connect"})
+    assert summary["verdict"] == "db1: UNREACHABLE: Cannot connect"
