@@ -598,7 +598,7 @@ def test_role_copies_the_services_then_reports_them_already_copied(pg, mode):
             **ROLE_MODES[mode],
         },
     }
-    first = run_tasks([role], pg)
+    first = run_tasks([role], pg, verbosity=1)  # the per-table lines are shown at -v
     assert first.rc == 0, first.output
     assert "va: copied" in first.output and "kms: copied" in first.output, first.output
     assert ("ASYNC OK on localhost" in first.output) is (mode == "sequential-async"), first.output
