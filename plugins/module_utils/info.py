@@ -58,7 +58,7 @@ def measure_disk(params: ConnectionParams, data_directory: str | None, needed: i
 
 
 # ------------------------------------------------------------------------------------------ reads
-def read_server(session: Session, params: ConnectionParams) -> rules.ServerFacts:
+def read_server(session: Session) -> rules.ServerFacts:
     row = session.fetch_one(
         """
         SELECT current_setting('server_version'), current_setting('server_version_num')::int,
@@ -80,13 +80,10 @@ def read_server(session: Session, params: ConnectionParams) -> rules.ServerFacts
 def read_pooler(session: Session) -> str | None:
     """pgpool-II answers SHOW pool_version itself; PostgreSQL has no such setting."""
     try:
-        with session.conn.cursor() as cur:
-            cur.execute("SHOW pool_version")
-            row = cur.fetchone()
-    except psycopg2.Error:
-        session.conn.rollback()
+        version = session.fetch_value("SHOW pool_version")
+    except psycopg2.Error:  # autocommit: the failed statement leaves no transaction to roll back
         return None
-    return f"pgpool-II {row[0]}" if row else "pgpool-II"
+    return f"pgpool-II {version}" if version else "pgpool-II"
 
 
 def read_other_database(params: ConnectionParams, name: str, services: tuple[str, ...]) -> rules.OtherDatabaseFacts:
@@ -192,19 +189,19 @@ def read_migrations(
 ) -> rules.MigrationFacts:
     """The pending migrations of ``service`` from ``<path>/<service>``, or from the ``<service>/<file>`` names of
     ``listed`` when the directory is on the controller."""
-    names = None
-    directory = ""
-    if listed is None:
-        try:
-            directory = os.path.join(find_root(path), service)
-        except InvalidInput:
-            return rules.MigrationFacts()
     if listed is not None:
+        directory = ""
         names = [name.split("/", 1)[1] for name in listed if name.startswith(service + "/") and name.count("/") == 1]
         if not names:
             return rules.MigrationFacts()
-    elif not os.path.isdir(directory):
-        return rules.MigrationFacts()
+    else:
+        names = None
+        try:
+            directory = os.path.join(find_root(path), service)  # a checkout root or its migrations folder
+        except InvalidInput:
+            return rules.MigrationFacts()
+        if not os.path.isdir(directory):
+            return rules.MigrationFacts()
     try:
         sources = collect(directory, names)
     except InvalidInput as exc:
@@ -219,7 +216,7 @@ def gather(params: ConnectionParams, request: rules.InfoRequest) -> dict:
     request.validate()
     maintenance = Session(connect(params, MAINTENANCE_DATABASE), [])
     try:
-        server = read_server(maintenance, params)
+        server = read_server(maintenance)
         names = [request.legacy_name(s) for s in request.services]
         other_names = [name for name in UNIFIED_DATABASE_NAMES if name != request.database]
         databases = read_databases(maintenance, [*names, request.database, *other_names])
