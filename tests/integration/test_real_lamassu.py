@@ -117,9 +117,10 @@ class TcpForwarder:
     """A plain TCP proxy on another port: what a pooler or a port-forward looks like from the client."""
 
     def __init__(self, target_port: int):
-        self.port = free_port()
         self.target_port = target_port
-        self.server = socket.create_server(("127.0.0.1", self.port))
+        # Port 0: the kernel picks and holds it at once (free_port() would leave a window to another worker's server).
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
