@@ -58,6 +58,8 @@ SERVER_USER = "postgres"
 SHARED_ROOT = Path("/var/tmp")  # traversable by every user, unlike a 0700 home or mktemp directory
 # <dir>/.s.PGSQL.<port> must fit in a Unix socket address (107 bytes); keep well under it.
 SOCKET_DIR_MAX = 80
+# Ports tried when the one free_port() chose is taken by the time the server binds it.
+PORT_ATTEMPTS = 5
 
 
 class ClusterError(RuntimeError):
@@ -454,7 +456,7 @@ def start_cluster(
         requested_dir=str(requested) if reason else "",
     )
     try:
-        _init_and_start(cluster)
+        _init_and_start(cluster, may_retry_port=port is None)
     except BaseException as exc:
         _kill_leftover_server(cluster.data_dir)
         if reason or not base_dir:  # a directory made here: leave nothing behind
@@ -469,7 +471,7 @@ def start_cluster(
     return cluster
 
 
-def _init_and_start(cluster: Cluster) -> None:
+def _init_and_start(cluster: Cluster, may_retry_port: bool = False) -> None:
     base, bin_dir = Path(cluster.base_dir), cluster.bin_dir
     if os.geteuid() == 0:
         server = _server_account()
@@ -488,18 +490,30 @@ def _init_and_start(cluster: Cluster) -> None:
         "trust",
     ]
     _run_server_program(initdb, "initdb", _hint(cluster))
-    conf = {
-        **cluster.settings,
-        "port": str(cluster.port),
-        "listen_addresses": "127.0.0.1",
-        "unix_socket_directories": cluster.base_dir,
-    }
-    conf_path = os.path.join(cluster.data_dir, "postgresql.auto.conf")
-    hba_path = os.path.join(cluster.data_dir, "pg_hba.conf")
-    for path, text in ((conf_path, "".join(f"{k} = '{v}'\n" for k, v in conf.items())), (hba_path, HBA)):
-        subprocess.run(_as_server_user(["tee", path]), input=text.encode(), check=True, stdout=subprocess.DEVNULL)
-    cluster.start()
+    _write_server_file(os.path.join(cluster.data_dir, "pg_hba.conf"), HBA)
+    # free_port() does not hold the port: another test worker's server can take it before this one binds it.
+    for attempt in range(PORT_ATTEMPTS):
+        conf = {
+            **cluster.settings,
+            "port": str(cluster.port),
+            "listen_addresses": "127.0.0.1",
+            "unix_socket_directories": cluster.base_dir,
+        }
+        _write_server_file(
+            os.path.join(cluster.data_dir, "postgresql.auto.conf"), "".join(f"{k} = '{v}'\n" for k, v in conf.items())
+        )
+        try:
+            cluster.start()
+            break
+        except ClusterError as exc:
+            if not may_retry_port or attempt == PORT_ATTEMPTS - 1 or "already in use" not in str(exc):
+                raise
+            cluster.port = free_port()
     _wait_ready(cluster)
+
+
+def _write_server_file(path: str, text: str) -> None:
+    subprocess.run(_as_server_user(["tee", path]), input=text.encode(), check=True, stdout=subprocess.DEVNULL)
 
 
 def _wait_ready(cluster: Cluster, timeout: float = 30.0) -> None:
