@@ -185,10 +185,16 @@ clean: demo-clean
 # Benchmark of postgres_db_to_schema against pg_dump | psql, pg_dump + pg_restore, row by row, pgcopydb and
 # the server-side copy, on a throwaway cluster (scale 1 is about 1 GB; about 15 minutes with --repeat 3).
 # Writes bench/output/ and the table in bench/README.md. Not part of `make test` (its scale-0.01 smoke run is).
-.PHONY: bench bench-deps
+.PHONY: bench bench-deps bench-fleet
 BENCH_ARGS ?= --scale 1 --repeat 3 --readme
 bench: venv server-packages bench-deps .collections/ansible_collections/lamassuiot/postgres
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# upgrade.yml (first run, no-op re-run) and status.yml on 20 small throwaway clusters at once (forks 10) and on
+# one alone: wall time, controller CPU, module time (bench/fleet.py; numbers in bench/README.md, "Fleet bench").
+BENCH_FLEET_ARGS ?=
+bench-fleet: venv server-packages .collections/ansible_collections/lamassuiot/postgres
+	$(PY) -m bench.fleet $(BENCH_FLEET_ARGS)
 
 # pgcopydb from Debian when it is missing and apt-get can run (root); without it e_pgcopydb is skipped, not failed.
 bench-deps:
