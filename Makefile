@@ -120,10 +120,20 @@ pg-servers: venv
 	fi
 	$(if $(pg_fetch),$(PY) -m tests.harness.pgfetch --dest $(BUILD)/pg $(pg_fetch),@true)
 
-integration: venv server-packages pg-servers .collections/ansible_collections/lamassuiot/postgres kubernetes-core
+# Debian's chromium renders the HTML report in tests/integration/test_report_browser.py; installed with apt when
+# missing. When it cannot be installed, that test is skipped and says why (-rs prints the reasons of skips).
+.PHONY: browser
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		echo "Installing chromium with apt (the browser test of the HTML report)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+			|| echo "chromium could not be installed: the browser test of the report will be skipped"; \
+	fi
+
+integration: venv server-packages pg-servers .collections/ansible_collections/lamassuiot/postgres kubernetes-core browser
 	for version in $(PG_VERSIONS); do \
 		echo "== integration tests on PostgreSQL $$version"; \
-		LAMASSU_PG_VERSION=$$version $(BIN)/pytest tests/integration $(PYTEST_ARGS) -q -p no:cacheprovider || exit 1; \
+		LAMASSU_PG_VERSION=$$version $(BIN)/pytest tests/integration $(PYTEST_ARGS) -q -rs -p no:cacheprovider || exit 1; \
 	done
 	for version in $(pg_extra); do \
 		echo "== integration subset on PostgreSQL $$version"; \

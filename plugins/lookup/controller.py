@@ -40,15 +40,43 @@ _raw:
           leave stale); relative report paths are taken from it.
       type: str
       sample: /home/operator/lamassu-ops
+    collection_version:
+      description: The version of this collection (its C(MANIFEST.json) when installed, else its C(galaxy.yml)).
+      type: str
+      sample: 0.4.0
+    ansible_core_version:
+      description: The version of ansible-core that runs the play.
+      type: str
+      sample: 2.19.4
 """
 
 
 # Ansible wants the documentation first.
+import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 import socket  # noqa: E402
 
+from ansible.module_utils.ansible_release import __version__ as ansible_core_version  # noqa: E402
 from ansible.plugins.lookup import LookupBase  # noqa: E402
+
+COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def collection_version() -> str | None:
+    """The version of an installed collection is in MANIFEST.json, that of a checkout in galaxy.yml."""
+    try:
+        with open(os.path.join(COLLECTION_ROOT, "MANIFEST.json"), encoding="utf-8") as manifest:
+            return json.load(manifest)["collection_info"]["version"]
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        with open(os.path.join(COLLECTION_ROOT, "galaxy.yml"), encoding="utf-8") as galaxy:
+            found = re.search(r"^version:\s*['\"]?([^'\"\s]+)", galaxy.read(), re.MULTILINE)
+    except OSError:
+        return None
+    return found.group(1) if found else None
 
 
 class LookupModule(LookupBase):
@@ -56,4 +84,12 @@ class LookupModule(LookupBase):
         # Tasks are templated in worker processes forked from the main process; the run is the main process.
         parent = multiprocessing.parent_process()
         pid = parent.pid if parent is not None else os.getpid()
-        return [{"host": socket.gethostname().split(".")[0] or "unknown", "pid": pid, "cwd": os.getcwd()}]
+        return [
+            {
+                "host": socket.gethostname().split(".")[0] or "unknown",
+                "pid": pid,
+                "cwd": os.getcwd(),
+                "collection_version": collection_version(),
+                "ansible_core_version": ansible_core_version,
+            }
+        ]

@@ -7,8 +7,9 @@ Phases of a service (decided by ``service_phase``, documented in the module):
 
 * ``legacy``: the journal of the unified database records no copy of the legacy database into the schema;
 * ``copied``: a recorded copy exists (and the schema is still that copy) while the legacy database still exists;
-* ``migrated``: copied, and the schema's goose version moved past the copied version, or, when migration files
-  are given, no migration of the service is pending;
+* ``migrated``: copied and at its target: with the migration files, no migration of the service is pending (a
+  schema with a migration still pending is ``copied``, even when others ran); without them, the schema's goose
+  version moved past the copied version;
 * ``cleaned``: the legacy database is gone and the schema holds a recorded copy.
 """
 
@@ -187,9 +188,9 @@ def service_phase(legacy_exists: bool, copy: dict | None, schema_version: int | 
         return "legacy"
     if not legacy_exists:
         return "cleaned"
-    if (schema_version or 0) > (copy.get("goose_version") or 0) or pending == 0:
-        return "migrated"
-    return "copied"
+    if pending is not None:  # the migrations are known: migrated means at the target, nothing pending
+        return "migrated" if pending == 0 else "copied"
+    return "migrated" if (schema_version or 0) > (copy.get("goose_version") or 0) else "copied"
 
 
 def copy_summary(record: CopyRecord) -> dict:

@@ -6,11 +6,13 @@ The filter plugins of the collection call these on the controller; the report te
 
 * ``failure_message``: the message of a failed task (``ansible_failed_result``), naming each failed loop item;
 * ``host_summary``: one host of the report, from the info results before and after the run and what the run did;
-* ``fleet_report``: every host of the play, the hosts per phase and the names for the file.
+* ``fleet_report``: every host of the play, the hosts per phase, the run's details, what to do next and the names
+  for the files.
 """
 
 from __future__ import annotations
 
+import datetime
 import re
 
 from .info_rules import PHASES
@@ -43,8 +45,11 @@ def migrated_by_this_run(migrations: list[dict], check_mode: bool) -> set[str]:
     }
 
 
-def service_rows(after: dict, before: dict, services: list[str], at_head: set[str]) -> list[dict]:
-    """Per service: phase and goose version before and after, the copy."""
+def service_rows(
+    after: dict, before: dict, services: list[str], at_head: set[str], runs: dict[str, dict] | None = None
+) -> list[dict]:
+    """Per service: phase and goose version before and after, the copy, and from ``runs`` (``service_runs``) what
+    this run copied and migrated and the failure of the service."""
     if "services" not in after:
         return []
     rows = []
@@ -61,9 +66,69 @@ def service_rows(after: dict, before: dict, services: list[str], at_head: set[st
                 "rows_copied": now.get("rows_copied"),
                 "copy_duration_s": now.get("copy_duration_s"),
                 "verified": now.get("verified"),
+                "dsn": (now.get("dsn") or {}).get("pgx"),
+                **(runs or {}).get(name, NOT_RUN),
             }
         )
     return rows
+
+
+# What a service's row says when this run neither copied nor migrated it.
+NOT_RUN = {"tables": None, "mb_copied": None, "mb_per_s": None, "migrations": [], "failure": None, "fix": None}
+
+
+def item_name(result: dict):
+    """The service of a loop result; a copy waited for asynchronously holds its service one level deeper."""
+    item = result.get("item")
+    return item.get("item") if isinstance(item, dict) else item
+
+
+def service_runs(copies: list[dict], migrations: list[dict]) -> dict[str, dict]:
+    """Per service what this run did: tables and MB copied (a copy made by an earlier run is not counted), MB/s,
+    the migrations applied (or planned, in check mode) with their duration, and the message and fix of a failed
+    copy or migrate run."""
+    runs: dict[str, dict] = {}
+    for result in [*copies, *migrations]:
+        name = item_name(result)
+        if name is None or result.get("skipped"):
+            continue
+        run = runs.setdefault(name, dict(NOT_RUN, migrations=[]))
+        if result.get("failed"):
+            run["failure"] = result.get("msg", "failed without a message")
+            run["fix"] = playbook_fix(run["failure"])
+        if "tables" in result and result.get("changed"):
+            megabytes = sum(table.get("bytes") or 0 for table in result["tables"]) / 1e6
+            seconds = result.get("duration_s") or 0
+            run.update(
+                tables=len(result["tables"]),
+                mb_copied=round(megabytes, 1),
+                mb_per_s=round(megabytes / seconds, 1) if seconds > 0 else None,
+            )
+        run["migrations"] += [
+            {"version": m.get("version"), "name": m.get("name"), "duration_ms": m.get("duration_ms")}
+            for m in result.get("applied") or []
+        ]
+    return runs
+
+
+# Module options named in messages, as the playbook variable that sets them (docs/playbooks.md).
+PLAYBOOK_FIXES = (
+    ("discard_changes=true", "-e lamassu_rollback_discard_changes=true"),
+    ("accept_source_changes=true", "-e lamassu_accept_source_changes=true"),
+    ("if_target_exists=replace", "-e db_to_schema_if_target_exists=replace"),
+    ("allow_missing", "-e schema_migrate_allow_missing=true"),
+)
+EXPLICIT_FIX = re.compile(r"(?<![\w-])-e [\w.-]+=[\w.,-]*\w")
+
+
+def playbook_fix(message: str | None) -> str | None:
+    """The fix a failure message points at, written as the playbook variable that sets it (None: no fix named)."""
+    if not message:
+        return None
+    explicit = EXPLICIT_FIX.search(message)
+    if explicit:
+        return explicit.group(0)
+    return next((fix for needle, fix in PLAYBOOK_FIXES if needle in message), None)
 
 
 def goose_version(service: dict) -> int | None:
@@ -84,6 +149,28 @@ def duration(started_at: float | str | None, finished_at: float | str | None) ->
     return round(float(finished_at) - float(started_at), 1)
 
 
+# The steps of an upgrade, in order; the playbook notes when each ends (report_steps).
+STEPS = ("preflight", "stop", "copy", "migrate", "cutover", "start")
+
+
+def step_durations(
+    marks: list, started_at: float | str | None, finished_at: float | str | None, failed: bool
+) -> list[dict]:
+    """Seconds per step from ``marks`` (``[step, epoch seconds]`` at the end of each step): the time after the last
+    mark is the step that failed, else "finish" (starting the services when asked, the lock, the report)."""
+    if started_at is None or finished_at is None:
+        return []
+    steps, last = [], float(started_at)
+    for name, at in marks:
+        steps.append({"name": name, "seconds": round(float(at) - last, 2)})
+        last = float(at)
+    done = [step["name"] for step in steps]
+    rest = next((name for name in STEPS if name not in done), "finish") if failed else "finish"
+    if marks:
+        steps.append({"name": rest, "seconds": round(float(finished_at) - last, 2)})
+    return steps
+
+
 def host_summary(
     name: str,
     services: list[str],
@@ -96,12 +183,15 @@ def host_summary(
     finished_at: float | str | None = None,
     groups: list[str] | None = None,
     check_mode: bool = False,
+    copies: list[dict] | None = None,
+    steps: list | None = None,
 ) -> dict:
     """One host of the report. ``after``: the info result the report read (failed when the server could not be
-    read); ``before``: an info result of before the run (empty: ``after``); ``migrations``: the results of the
-    migrate runs; ``failure``: ``task`` and ``msg`` of the failure of the run; ``problems``: the preflight's (None:
-    those of ``after``)."""
-    rows = service_rows(after, before or after, services, migrated_by_this_run(migrations or [], check_mode))
+    read); ``before``: an info result of before the run (empty: ``after``); ``copies`` and ``migrations``: the
+    results of the copy and migrate runs; ``failure``: ``task`` and ``msg`` of the failure of the run; ``problems``:
+    the preflight's (None: those of ``after``); ``steps``: ``[step, epoch seconds]`` at the end of each step."""
+    runs = service_runs(copies or [], migrations or [])
+    rows = service_rows(after, before or after, services, migrated_by_this_run(migrations or [], check_mode), runs)
     if failure:
         status = "failed"
     elif "services" not in after:
@@ -117,11 +207,14 @@ def host_summary(
         "status": status,
         "phase": fleet_phase(rows),
         "duration_s": duration(started_at, finished_at),
+        "steps": step_durations(steps or [], started_at, finished_at, status == "failed"),
         "failed_task": (failure or {}).get("task"),
         "message": message,
+        "fix": playbook_fix(message) if status == "failed" else None,
         "problems": problems if problems is not None else after.get("problems", []),
         "server": (after.get("server") or {}).get("version"),
         "rows_copied": sum(row["rows_copied"] or 0 for row in rows),
+        "with_before": bool(before),
         "services": rows,
     }
     return {**summary, "verdict": verdict(summary)}
@@ -154,11 +247,14 @@ def absent_host(name: str, groups: list[str] | None, active: bool) -> dict:
         "status": status,
         "phase": UNKNOWN_PHASE,
         "duration_s": None,
+        "steps": [],
         "failed_task": None,
         "message": UNREACHABLE_MESSAGE if status == "unreachable" else None,
+        "fix": None,
         "problems": [],
         "server": None,
         "rows_copied": 0,
+        "with_before": False,
         "services": [],
     }
 
@@ -174,10 +270,14 @@ def fleet_report(
     active: list[str],
     summaries: list[dict | None],
     groups: list[list[str] | None],
+    inventory: list[str] | None = None,
+    check_mode: bool = False,
+    versions: dict | None = None,
 ) -> dict:
     """The data of the report files. ``hosts``: every host of the play; ``active``: those Ansible still runs;
     ``summaries`` and ``groups``: per host of ``hosts``, its ``host_summary`` (empty when the report did not run on
-    it) and its groups."""
+    it) and its groups; ``inventory``: the inventory sources of the run; ``versions``: ``collection`` and
+    ``ansible_core``."""
     entries = [
         summary if summary else absent_host(name, host_groups, name in active)
         for name, summary, host_groups in zip(hosts, summaries, groups, strict=True)
@@ -185,7 +285,7 @@ def fleet_report(
     counted = [entry for entry in entries if entry["status"] in COUNTED_STATUSES]
     durations = [entry["duration_s"] for entry in entries if isinstance(entry["duration_s"], (int, float))]
     where = directory if directory.startswith("/") else f"{cwd}/{directory}"
-    return {
+    report = {
         "title": title,
         "run_id": run_id,
         "written_at": written_at,
@@ -200,4 +300,108 @@ def fleet_report(
         "unreachable": [entry["name"] for entry in entries if entry["status"] == "unreachable"],
         "not_reached": [entry["name"] for entry in entries if entry["status"] == "not reached"],
         "max_duration_s": max(durations, default=0) or 0,
+        "with_before": any(entry.get("with_before") for entry in entries),
+        "run": {
+            "started_at": run_started_at(run_id),
+            "finished_at": written_at,
+            "check_mode": check_mode,
+            "inventory": list(inventory or []),
+            "collection_version": (versions or {}).get("collection"),
+            "ansible_core_version": (versions or {}).get("ansible_core"),
+        },
     }
+    return {**report, "next": next_steps(report)}
+
+
+def run_started_at(run_id: str) -> str | None:
+    """The start of the run, which its id names (playbooks/tasks/name-run.yml); None for an id given otherwise."""
+    try:
+        return datetime.datetime.strptime(run_id, RUN_ID_FORMAT).strftime(TIME_FORMAT)
+    except ValueError:
+        return None
+
+
+RUN_ID_FORMAT = "%Y%m%dT%H%M%SZ"
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+PLAYBOOK_COMMAND = "ansible-playbook lamassuiot.postgres.{playbook}{inventory}{limit}"
+
+
+def next_steps(report: dict) -> list[str]:
+    """What to do next for this fleet, one sentence each, with the command to run."""
+    inventory = "".join(f" -i {source}" for source in report["run"]["inventory"])
+
+    def command(playbook: str, hosts: list[str] = ()) -> str:
+        limit = f" --limit {','.join(hosts)}" if hosts else ""
+        return PLAYBOOK_COMMAND.format(playbook=playbook, inventory=inventory, limit=limit)
+
+    title, steps = report["title"], []
+    rerun = title if title in ("upgrade", "rollback", "cleanup") else "upgrade"
+    if report["run"]["check_mode"]:
+        steps.append(f"This was a check run and changed nothing; to make the changes: {command(title)}")
+    if report["failed"]:
+        steps.append(
+            f"Fix what failed on {', '.join(report['failed'])} (see Failures), then run again: "
+            f"{command(rerun, report['failed'])}"
+        )
+        if title == "upgrade":
+            steps.append(f"Or go back to the legacy databases: {command('rollback', report['failed'])}")
+    if report["unreachable"]:
+        steps.append(
+            f"Make {', '.join(report['unreachable'])} reachable, then run again: "
+            f"{command(rerun, report['unreachable'])}"
+        )
+    if report["not_reached"]:
+        steps.append(f"The rollout stopped before {', '.join(report['not_reached'])}; to go on: {command(rerun)}")
+    if steps:
+        return steps
+    counts = report["phase_counts"]
+    if counts["legacy"]:
+        return [f"Services are still on their legacy databases: {command('upgrade')}"]
+    if counts["copied"]:
+        return [
+            f"Copied, not migrated: give the migrations of the Lamassu release (-e lamassu_migrations_dir=...) "
+            f"and run: {command('upgrade')}"
+        ]
+    if counts["migrated"]:
+        return [
+            "Start the services on their schemas (the connection strings are in each host's table) and check "
+            f"them; then drop the legacy databases: {command('cleanup')}"
+        ]
+    if counts["cleaned"]:
+        return ["Nothing left to do: every service runs from its schema and the legacy databases are gone."]
+    return []
+
+
+RUN_REPORT_KEYS = ("title", "run_id", "written_at", "basename", "hosts")
+
+
+def is_run_report(data) -> bool:
+    """Whether ``data`` (a ``.json`` file of a report directory) is what ``fleet_report`` wrote."""
+    return (
+        isinstance(data, dict)
+        and all(key in data for key in RUN_REPORT_KEYS)
+        and isinstance(data["hosts"], list)
+        and all(isinstance(host, dict) and "name" in host and "status" in host for host in data["hosts"])
+    )
+
+
+def run_index(reports: list[dict]) -> list[dict]:
+    """The runs of a report directory for its index page, newest first: per run its title, id, times, files and
+    per host the verdict. ``reports``: the data of each run (the ``.json`` file beside its ``.md`` and ``.html``)."""
+    runs = [
+        {
+            "title": report["title"],
+            "run_id": report["run_id"],
+            "started_at": (report.get("run") or {}).get("started_at"),
+            "written_at": report["written_at"],
+            "check_mode": (report.get("run") or {}).get("check_mode", False),
+            "html": f"{report['basename']}.html",
+            "md": f"{report['basename']}.md",
+            "hosts": [
+                {"name": host["name"], "status": host["status"], "verdict": host.get("verdict") or host["status"]}
+                for host in report["hosts"]
+            ],
+        }
+        for report in reports
+    ]
+    return sorted(runs, key=lambda run: (run["written_at"], run["run_id"], run["title"]), reverse=True)

@@ -13,8 +13,9 @@ description:
     recorded in the journal of M(lamassuiot.postgres.postgres_db_to_schema)), and gives each service a phase.
   - Phases. V(legacy) - the journal records no copy of the legacy database into the service schema (or the
     schema is no longer that copy). V(copied) - a recorded copy exists and the legacy database still exists.
-    V(migrated) - copied, and the schema's goose version is higher than the copied version or, with
-    O(migrations_path), no migration of the service is pending. V(cleaned) - the legacy database is gone and the
+    V(migrated) - copied and at its target - with the migrations (O(migrations_path) or O(migration_files)), no
+    migration of the service is pending (one still pending leaves it V(copied), even when others ran); without
+    them, the schema's goose version is higher than the copied version. V(cleaned) - the legacy database is gone and the
     schema holds a recorded copy.
   - RV(problems) lists every condition that stops an upgrade, all at once; RV(ready) is true when there is none.
   - Changes nothing, runs no statement that writes; check mode returns the same facts.

@@ -39,6 +39,7 @@ COPY = {"goose_version": 20250101000000}
         (True, COPY, 20250101000000, 2, "copied"),
         (True, COPY, 20260101000000, None, "migrated"),  # moved past the copied version
         (True, COPY, 20250101000000, 0, "migrated"),  # files given and nothing pending
+        (True, COPY, 20260101000000, 1, "copied"),  # files given: one still pending is not at the target
         (False, COPY, 20250101000000, None, "cleaned"),
         (False, COPY, 20260101000000, 0, "cleaned"),
         (True, {"goose_version": None}, None, None, "copied"),  # a source without goose table

@@ -5,12 +5,20 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.report import (
+    NOT_RUN,
     duration,
     failure_message,
     fleet_phase,
     fleet_report,
     host_summary,
+    is_run_report,
     migrated_by_this_run,
+    next_steps,
+    playbook_fix,
+    run_index,
+    run_started_at,
+    service_runs,
+    step_durations,
 )
 
 
@@ -117,11 +125,14 @@ def test_host_summary_of_an_upgraded_host():
         "status": "ok",
         "phase": "migrated",  # ca is copied to info, but its migrate run left nothing pending
         "duration_s": 12.5,
+        "steps": [],
         "failed_task": None,
         "message": None,
+        "fix": None,
         "problems": ["a problem"],
         "server": "15.8",
         "rows_copied": 15,
+        "with_before": True,
         "verdict": "db1: ok in 12.5 s; services: 2 migrated; 1 problem(s) would stop an upgrade",
         "services": [
             {
@@ -133,6 +144,8 @@ def test_host_summary_of_an_upgraded_host():
                 "rows_copied": 10,
                 "copy_duration_s": 0.5,
                 "verified": True,
+                "dsn": None,
+                **NOT_RUN,
             },
             {
                 "name": "va",
@@ -143,6 +156,8 @@ def test_host_summary_of_an_upgraded_host():
                 "rows_copied": 5,
                 "copy_duration_s": 0.5,
                 "verified": False,
+                "dsn": None,
+                **NOT_RUN,
             },
         ],
     }
@@ -272,3 +287,129 @@ def test_the_one_line_verdict_of_a_host(status_args, expected):
 def test_the_verdict_of_an_unreachable_host():
     summary = host_summary("db1", ["ca"], {"failed": True, "msg": "Cannot connect"})
     assert summary["verdict"] == "db1: UNREACHABLE: Cannot connect"
+
+
+def copy_result(item, tables, seconds, changed=True):
+    return {"item": item, "changed": changed, "duration_s": seconds, "tables": [{"bytes": b} for b in tables]}
+
+
+def test_service_runs_of_copies_and_migrations():
+    runs = service_runs(
+        [
+            copy_result("ca", [3_000_000, 1_000_000], 2.0),
+            copy_result({"item": "va"}, [500_000], 0.0),  # waited for asynchronously: the service one level deeper
+            copy_result("kms", [9_000_000], 1.0, changed=False),  # copied by an earlier run: nothing this run
+            {"item": "alerts", "skipped": True},
+        ],
+        [
+            {"item": "ca", "applied": [{"version": 2, "name": "2_add.sql", "duration_ms": 7, "statements": ["x"]}]},
+            {"item": "va", "failed": True, "msg": "3 files older than the current version: set allow_missing"},
+        ],
+    )
+    assert runs["ca"] == {
+        **NOT_RUN,
+        "tables": 2,
+        "mb_copied": 4.0,
+        "mb_per_s": 2.0,
+        "migrations": [{"version": 2, "name": "2_add.sql", "duration_ms": 7}],
+    }
+    assert (runs["va"]["tables"], runs["va"]["mb_per_s"]) == (1, None)
+    assert runs["va"]["failure"].startswith("3 files") and runs["va"]["fix"] == "-e schema_migrate_allow_missing=true"
+    assert runs["kms"] == {**NOT_RUN, "migrations": []}
+    assert "alerts" not in runs
+
+
+@pytest.mark.parametrize(
+    ("message", "fix"),
+    [
+        (None, None),
+        ("other sessions are connected", None),
+        ("set discard_changes=true to remove the schema anyway", "-e lamassu_rollback_discard_changes=true"),
+        ("copy again (-e db_to_schema_if_target_exists=replace) or accept", "-e db_to_schema_if_target_exists=replace"),
+        ("losing those writes with accept_source_changes=true", "-e lamassu_accept_source_changes=true"),
+        ("the copy, with if_target_exists=replace", "-e db_to_schema_if_target_exists=replace"),
+        ("x (playbooks: -e lamassu_accept_source_changes=true).", "-e lamassu_accept_source_changes=true"),
+    ],
+)
+def test_playbook_fix(message, fix):
+    assert playbook_fix(message) == fix
+
+
+@pytest.mark.parametrize(
+    ("marks", "failed", "steps"),
+    [
+        ([], False, []),
+        ([["preflight", 101.0], ["stop", 101.5], ["copy", 104.0]], True, [1.0, 0.5, 2.5, ("migrate", 6.0)]),
+        ([["preflight", 101.0], ["cutover", 108.0]], False, [1.0, 7.0, ("finish", 2.0)]),
+    ],
+)
+def test_step_durations(marks, failed, steps):
+    got = step_durations(marks, 100.0, "110.0", failed)
+    expected = [{"name": m[0], "seconds": s} for m, s in zip(marks, steps, strict=False)]
+    if marks:
+        expected.append({"name": steps[-1][0], "seconds": steps[-1][1]})
+    assert got == expected
+    assert step_durations(marks, None, 110.0, failed) == []
+
+
+def test_run_started_at_reads_the_run_id():
+    assert run_started_at("20261205T230102Z") == "2026-12-05 23:01:02"
+    assert run_started_at("my-run") is None
+
+
+def next_of(title="upgrade", check_mode=False, failed=(), unreachable=(), not_reached=(), **phases):
+    counts = {"legacy": 0, "copied": 0, "migrated": 0, "cleaned": 0, "unknown": 0, **phases}
+    report = {
+        "title": title,
+        "failed": list(failed),
+        "unreachable": list(unreachable),
+        "not_reached": list(not_reached),
+        "phase_counts": counts,
+        "run": {"inventory": ["inv/prod"], "check_mode": check_mode},
+    }
+    return next_steps(report)
+
+
+def test_next_steps_for_the_fleet():
+    assert next_of(migrated=2) == [
+        "Start the services on their schemas (the connection strings are in each host's table) and check them; "
+        "then drop the legacy databases: ansible-playbook lamassuiot.postgres.cleanup -i inv/prod"
+    ]
+    failed = next_of(failed=["db1"], migrated=1)
+    assert failed[0].endswith("ansible-playbook lamassuiot.postgres.upgrade -i inv/prod --limit db1")
+    assert (
+        failed[1]
+        == "Or go back to the legacy databases: ansible-playbook lamassuiot.postgres.rollback -i inv/prod --limit db1"
+    )
+    assert next_of("cleanup", cleaned=3) == [
+        "Nothing left to do: every service runs from its schema and the legacy databases are gone."
+    ]
+    assert next_of("status", legacy=1)[0].endswith("ansible-playbook lamassuiot.postgres.upgrade -i inv/prod")
+    assert "lamassu_migrations_dir" in next_of(copied=1)[0]
+    assert next_of(check_mode=True, legacy=1)[0].startswith("This was a check run and changed nothing")
+    assert next_of(unreachable=["db2"])[0].startswith("Make db2 reachable")
+    assert next_of(not_reached=["db3"])[0].startswith("The rollout stopped before db3")
+    assert next_of("rollback", failed=["db1"]) == [
+        "Fix what failed on db1 (see Failures), then run again: "
+        "ansible-playbook lamassuiot.postgres.rollback -i inv/prod --limit db1"
+    ]
+
+
+def test_fleet_report_holds_the_run_and_what_next():
+    report = fleet(["a"], ["a"], [summary("a")])
+    assert (
+        report["run"]["started_at"] == "2026-01-01 00:00:00" and report["run"]["finished_at"] == "2026-01-01 00:00:00"
+    )
+    assert report["next"] and report["with_before"] is False
+
+
+def test_run_index_lists_the_runs_newest_first():
+    old = fleet(["a"], ["a"], [{**summary("a", "failed"), "verdict": "a: FAILED at 'Copy'"}])
+    new = {**fleet(["a", "b"], ["a"], [summary("a"), {}]), "written_at": "2026-01-02 00:00:00", "run_id": "r2"}
+    runs = run_index([old, new])
+    assert [run["run_id"] for run in runs] == ["r2", "20260101T000000Z"]
+    assert runs[1]["hosts"] == [{"name": "a", "status": "failed", "verdict": "a: FAILED at 'Copy'"}]
+    assert runs[0]["hosts"][1] == {"name": "b", "status": "unreachable", "verdict": "unreachable"}
+    assert runs[1]["html"] == "lamassu-upgrade-20260101T000000Z.html"
+    assert all(is_run_report(report) for report in (old, new))
+    assert not any(is_run_report(data) for data in ([], {"title": "x"}, {**old, "hosts": [{"name": "a"}]}))
