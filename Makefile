@@ -172,6 +172,9 @@ galaxy-build: venv
 # One venv per version, cached under build/core/<version>; 2.20 and later need Python 3.12 (skipped without one).
 CORE_VERSIONS ?= 2.16.19 2.17.14 2.18.19 2.19.14 2.21.5
 CORE_JOBS ?= 2
+# ansible-test sanity runs for the oldest and the newest ansible-core here (`make sanity` runs it for the venv's
+# 2.19); every version of CORE_VERSIONS runs the integration subset.
+CORE_SANITY ?= 2.16.19 2.21.5
 CORE_TESTS ?= $(addprefix tests/integration/, \
 	test_schema.py::test_check_apply_rerun \
 	test_driver_errors.py::test_migrate_by_a_role_without_usage_on_the_schema_names_schema_and_permission \
@@ -180,7 +183,8 @@ CORE_TESTS ?= $(addprefix tests/integration/, \
 	test_writes_during_upgrade.py::test_writes_during_a_frozen_upgrade_are_either_refused_or_copied_exactly_once)
 .PHONY: core-matrix
 core-matrix: venv server-packages .collections/ansible_collections/lamassuiot/postgres
-	$(PY) -m tests.harness.core_matrix --jobs $(CORE_JOBS) --build $(BUILD)/core --tests $(CORE_TESTS) -- $(CORE_VERSIONS)
+	$(PY) -m tests.harness.core_matrix --jobs $(CORE_JOBS) --build $(BUILD)/core --tests $(CORE_TESTS) \
+		--sanity-versions $(CORE_SANITY) -- $(CORE_VERSIONS)
 
 demo: venv server-packages .collections/ansible_collections/lamassuiot/postgres
 	$(PY) -m tests.harness.demo run --dir $(DEMO_DIR)

@@ -181,8 +181,9 @@ def one_version(version: str, args: argparse.Namespace, scratch_root: Path) -> O
         ("sanity", lambda: sanity(home / "venv", home, wanted, scratch_root / version, log)),
         ("integration", lambda: integration(home / "venv", args.tests, args.pg_version, log)),
     ]
+    sanity_here = args.sanity_versions is None or version in args.sanity_versions
     for name, step in steps:
-        if name in args.skip:
+        if name in args.skip or (name == "sanity" and not sanity_here):
             continue
         started = time.monotonic()
         print(f"== ansible-core {version} (Python {wanted}): {name}", flush=True)
@@ -208,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--pg-version", default=os.environ.get("LAMASSU_PG_VERSION", "15"))
     parser.add_argument("--skip", nargs="*", default=[], choices=["sanity", "integration"])
+    parser.add_argument(
+        "--sanity-versions",
+        nargs="*",
+        help="the versions that also run ansible-test sanity (default: all); the others run the integration subset",
+    )
     args = parser.parse_args(argv)
     args.build = args.build.resolve()
     digest = hashlib.md5(str(ROOT).encode()).hexdigest()[:8]
