@@ -109,6 +109,18 @@ options:
         (RV(source_changed)); those writes are lost. Without it such a drop is refused.
     type: bool
     default: false
+  progress_file:
+    description:
+      - Path on the managed host of a small JSON file that the copy keeps up to date while it runs, for a run
+        started as an asynchronous job (C(async) with C(poll) 0) to be watched, as the role C(db_to_schema) does
+        with M(lamassuiot.postgres.postgres_db_to_schema_wait).
+      - Keys C(tables_done), C(tables_total), C(bytes_done), C(bytes_total) (source sizes of the tables),
+        C(phase) (C(plan), C(snapshot), C(ddl), C(data), ..., at the end C(done) or C(failed); RV(phase) of a
+        failed run tells where it stopped) and C(elapsed_s). Written when the run starts, when the tables to copy are known, at each phase, after each
+        table and at the end; each write replaces the file atomically, and the run leaves it in place.
+      - A missing directory is created (mode 0700); a path that cannot be written fails the run before anything
+        changes. Ignored in check mode.
+    type: path
 attributes:
   check_mode:
     description: Returns the plan in RV(plan) (tables with estimated rows and sizes, objects to create, extensions
@@ -272,6 +284,7 @@ def argument_spec() -> dict:
         "drop_source": {"type": "bool", "default": False},
         "discard_changes": {"type": "bool", "default": False},
         "accept_source_changes": {"type": "bool", "default": False},
+        "progress_file": {"type": "path"},
     }
 
 
@@ -291,7 +304,7 @@ def work(ctx: ModuleContext) -> dict:
         discard_changes=params["discard_changes"],
         accept_source_changes=params["accept_source_changes"],
     )
-    return run_copy(ctx.connection, request, ctx.check_mode, log=ctx.log)
+    return run_copy(ctx.connection, request, ctx.check_mode, log=ctx.log, progress_file=params["progress_file"])
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ The rooms of the copy (``plugins/module_utils/dbcopy/``), from the top down:
   exported snapshot, page ranges, hashable tables;
 - ``request.py`` what all share: ``CopyRequest``, ``staging_name``, constants,
   and ``CopyJob``, one run's state and result skeleton;
+- ``progress.py`` the progress file (tables and bytes done) an asynchronous run keeps for its watcher;
 - ``hooks.py`` the test hooks (pause at a phase, split small tables), read
   from the environment once per run;
 - ``catalog.py`` reads the source into the dataclasses of ``catalog_model.py``
@@ -45,6 +46,7 @@ from . import ddl, freeze, removal, snapshot, source_changes, target
 from .catalog_model import SourceCatalog
 from .hooks import Hooks
 from .journal import CopyRecord, Journal
+from .progress import progress_for
 from .request import REMEDY, TABLE_RESULT_KEYS, CopyJob, CopyRequest, TableOutcome, database_exists
 from .scheduler import Scheduler, start_load
 
@@ -139,8 +141,10 @@ class Engine:
         try:
             source = snapshot.take(job, coordinator)
             catalog = source.catalog
+            total_bytes = sum(t.bytes for t in catalog.tables)
+            job.progress.plan(len(catalog.tables), total_bytes)
             job.log(
-                f"copying {len(catalog.tables)} tables ({sum(t.bytes for t in catalog.tables) / 1e6:.1f} MB) with "
+                f"copying {len(catalog.tables)} tables ({total_bytes / 1e6:.1f} MB) with "
                 f"{req.jobs} jobs, verify={req.verify}"
             )
             search_path = self._ddl(session, catalog, needed)
@@ -267,7 +271,18 @@ class Engine:
             removal.drop_source(job, session, journal, [])
 
 
-def run_copy(params: ConnectionParams, request: CopyRequest, check_mode: bool = False, log=None) -> dict:
-    """One run of the module; ``log`` receives its progress (start and end of each table), one line at a time."""
-    job = CopyJob(params, request, check_mode, Hooks.from_environment(check_mode), log)
-    return Engine(job).run()
+def run_copy(
+    params: ConnectionParams, request: CopyRequest, check_mode: bool = False, log=None, progress_file: str | None = None
+) -> dict:
+    """One run of the module; ``log`` receives its progress (start and end of each table), one line at a time;
+    ``progress_file`` (outside check mode) is kept up to date with the tables and bytes done (``progress.py``)."""
+    progress = progress_for(progress_file, check_mode)
+    job = CopyJob(params, request, check_mode, Hooks.from_environment(check_mode), log, progress)
+    progress.begin()
+    try:
+        result = Engine(job).run()
+    except BaseException:
+        progress.finish(None, failed=True)
+        raise
+    progress.finish(result["tables"])
+    return result

@@ -15,6 +15,7 @@ from ..lamassu import DEFAULT_DATABASE, JOURNAL_SCHEMA
 from ..names import check_identifier
 from . import verify
 from .hooks import Hooks
+from .progress import NoProgress
 from .stream import prepare_session
 
 STAGING_PREFIX = "lamassu_stage_"
@@ -98,23 +99,43 @@ class TableOutcome:
 class CopyJob:
     """One run of the module: its request, the statements it executed, where it is, and its result skeleton.
 
-    What copy workers read (``params``, ``request``, ``staging``, ``hooks``) is set here once.
+    What copy workers read (``params``, ``request``, ``staging``, ``hooks``) is set here once; ``progress``
+    hears of each phase (set through ``phase``) and each table done.
     """
 
-    def __init__(self, params: ConnectionParams, request: CopyRequest, check_mode: bool, hooks: Hooks, log=None):
+    def __init__(
+        self,
+        params: ConnectionParams,
+        request: CopyRequest,
+        check_mode: bool,
+        hooks: Hooks,
+        log=None,
+        progress: NoProgress | None = None,
+    ):
         self.params = params
         self.request = request
         self.check_mode = check_mode
         self.hooks = hooks
         self._log_to = log or (lambda message: None)
+        self.progress = progress or NoProgress()
+        self._phase = "plan"
         self.queries: list[str] = []
         self.started = time.monotonic()
         self.staging = staging_name(request.target)
-        self.phase = "plan"
         self.frozen = False
         self.source_dropped = False
         self.source_stats: dict | None = None  # the source's counters at the snapshot of this run's copy
         self.source_changes: list[str] | None = None  # since the recorded copy; None while not known
+
+    @property
+    def phase(self) -> str:
+        """Where the run is: plan, freeze, snapshot, ddl, data, verify, final, publish, drop."""
+        return self._phase
+
+    @phase.setter
+    def phase(self, value: str) -> None:
+        self._phase = value
+        self.progress.phase(value)
 
     @property
     def route(self) -> str:

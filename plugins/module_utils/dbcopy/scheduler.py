@@ -301,3 +301,4 @@ class Scheduler:
             f"table {table.name}: {outcome.rows} rows in {outcome.seconds} s, "
             + (outcome.problem or ("verified" if outcome.verified else "not verified"))
         )
+        self.job.progress.table_done(table.bytes)
