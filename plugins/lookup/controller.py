@@ -10,6 +10,15 @@ description:
     process that runs the play, whichever Ansible process evaluates the lookup.
   - The playbooks of the collection name the owner of the server-wide upgrade lock with it
     (M(lamassuiot.postgres.postgres_lamassu_lock)).
+  - With O(report_dir), also whether the report directory can be written (the preflight's check, without a module
+    run).
+options:
+  report_dir:
+    description:
+      - A directory of the controller (relative to the directory C(ansible-playbook) runs in) to check - an
+        existing directory must be writable, a missing one must be creatable (its nearest existing parent a
+        writable directory).
+    type: str
 author:
   - Lamassu IoT contributors (@lamassuiot)
 """
@@ -48,6 +57,9 @@ _raw:
       description: The version of ansible-core that runs the play.
       type: str
       sample: 2.19.4
+    report_dir_writable:
+      description: With O(report_dir) - whether the reports can be written there; null without it.
+      type: bool
 """
 
 
@@ -79,8 +91,18 @@ def collection_version() -> str | None:
     return found.group(1) if found else None
 
 
+def can_write_directory(path: str) -> bool:
+    """An existing directory writable, or a missing one whose nearest existing parent is a writable directory."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    return os.path.isdir(probe) and os.access(probe, os.W_OK | os.X_OK)
+
+
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
+        self.set_options(var_options=variables, direct=kwargs)
+        report_dir = self.get_option("report_dir")
         # Tasks are templated in worker processes forked from the main process; the run is the main process.
         parent = multiprocessing.parent_process()
         pid = parent.pid if parent is not None else os.getpid()
@@ -91,5 +113,6 @@ class LookupModule(LookupBase):
                 "cwd": os.getcwd(),
                 "collection_version": collection_version(),
                 "ansible_core_version": ansible_core_version,
+                "report_dir_writable": None if report_dir is None else can_write_directory(report_dir),
             }
         ]

@@ -299,6 +299,7 @@ def gather(params: ConnectionParams, request: rules.InfoRequest) -> dict:
         "cutover": {"blockers": rules.cutover_blockers(services, request.accept_source_changes)},
         "phases": {phase: [s for s in request.services if phases[s] == phase] for phase in rules.PHASES},
         "ready": not problems,
+        "upgrade_done": rules.upgrade_done(services, problems),
         "problems": problems,
         "notices": warnings,
         "queries": [],

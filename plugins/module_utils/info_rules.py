@@ -408,6 +408,15 @@ def cleanup_blockers(service: str, result: dict, legacy: dict, accept_source_cha
     return found
 
 
+def upgrade_done(services: dict[str, dict], problems: list[str]) -> bool:
+    """Whether an upgrade has nothing left to do: every service migrated (with the migrations given: nothing
+    pending) or cleaned, no legacy database changed after its copy (never a guess: a copy that cannot prove it is
+    counted as changed), and no problem."""
+    return not problems and all(
+        result["phase"] in ("migrated", "cleaned") and not result.get("source_changed") for result in services.values()
+    )
+
+
 def cutover_blockers(services: dict[str, dict], accept_source_changes: bool) -> list[str]:
     """Why the services may not be pointed at their schema: a legacy database that took writes after its copy."""
     if accept_source_changes:

@@ -286,6 +286,13 @@ ready:
   description: Whether nothing blocks the upgrade (RV(problems) is empty).
   returned: always
   type: bool
+upgrade_done:
+  description:
+    - Whether an upgrade has nothing left to do on this server - every service V(migrated) (with the migrations
+      given, nothing pending) or V(cleaned), no legacy database that took writes after its copy (or whose
+      statistics cannot prove it did not), and no problem. C(upgrade.yml) ends a host there (its fast path).
+  returned: always
+  type: bool
 problems:
   description: Every condition that stops the upgrade, one sentence each naming the object and the cause.
   returned: always

@@ -24,6 +24,7 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.info_rules imp
     empty_schemas,
     recorded_schemas,
     service_phase,
+    upgrade_done,
 )
 
 COPY = {"goose_version": 20250101000000}
@@ -421,3 +422,21 @@ def test_pending_go_migrations_name_the_remedy():
         "service 'va' has pending Go migrations without a Python port, which cannot be run: 20270101000000; "
         "upgrade Lamassu within the legacy layout first (its goose-lamassu Job runs them), or add a .py port of each"
     ]
+
+
+@pytest.mark.parametrize(
+    ("phases", "changed", "problems", "done"),
+    [
+        (["migrated", "cleaned"], [False, None], [], True),
+        (["migrated", "copied"], [False, False], [], False),
+        (["migrated", "legacy"], [False, None], [], False),
+        (["migrated", "migrated"], [False, True], [], False),  # a source written after its copy: copy again
+        (["migrated"], [False], ["a problem"], False),
+        ([], [], [], True),
+    ],
+)
+def test_upgrade_done(phases, changed, problems, done):
+    services = {
+        f"s{i}": {"phase": p, "source_changed": c} for i, (p, c) in enumerate(zip(phases, changed, strict=True))
+    }
+    assert upgrade_done(services, problems) is done
