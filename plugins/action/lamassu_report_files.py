@@ -71,7 +71,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
         data = args["data"]
         if not is_run_report(data) or "directory" not in data:
             raise AnsibleActionFail("data is not the report data of lamassuiot.postgres.report_fleet")

@@ -25,8 +25,11 @@ attributes:
     description: The reports are written in check mode too; they describe the run.
   diff_mode:
     support: none
+    description: No diff is shown.
   platform:
+    support: full
     platforms: all
+    description: Runs on the controller.
 author:
   - Lamassu IoT contributors (@lamassuiot)
 """
