@@ -96,7 +96,7 @@ def test_two_upgrades_at_once_one_completes_the_other_is_refused_naming_it(tmp_p
         assert copied_schemas(cluster) == sorted(SERVICES)
         assert refused.returncode != 0
         assert refused_by(refused.stdout, controller), output(refused)
-        # refused before preflight: nothing of its own was done
+        # refused after a first look (read only), before the checks under the lock: nothing of its own was done
         assert recap(refused)["srv1"]["changed"] == 0, output(refused)
         assert "Check everything that would stop the upgrade" not in refused.stdout
         assert "Copy each legacy database" not in refused.stdout
