@@ -79,9 +79,9 @@ class ActionModule(ActionBase):
         try:
             os.makedirs(directory, mode=0o755, exist_ok=True)
             environment = jinja2.Environment(trim_blocks=True, keep_trailing_newline=True, autoescape=False)
-            write_atomically(os.path.join(directory, f"{data['basename']}.json"), json.dumps(data, indent=2))
-            values = {"report_data": data, "report_runs": run_index(recorded_runs(directory))}
             written = [os.path.join(directory, f"{data['basename']}.json")]
+            write_atomically(written[0], json.dumps(data, indent=2))
+            values = {"report_data": data, "report_runs": run_index(recorded_runs(directory))}
             for template, name in FILES:
                 with open(self._find_needle("templates", template), encoding="utf-8") as source:
                     text = environment.from_string(source.read()).render(values)
