@@ -27,7 +27,7 @@ UNREACHABLE_MESSAGE = "Ansible could not reach the host"
 def failure_message(result: dict) -> str:
     """``item: msg`` of each failed loop item, or the task's own message."""
     failed = [run for run in result.get("results") or [] if run.get("failed")]
-    named = "; ".join(f"{run.get('item')}: {run.get('msg', 'failed')}" for run in failed)
+    named = "; ".join(f"{run.get('item', run.get('schema'))}: {run.get('msg', 'failed')}" for run in failed)
     return named or result.get("msg", "failed without a message")
 
 
@@ -36,7 +36,7 @@ def migrated_by_this_run(migrations: list[dict], check_mode: bool) -> set[str]:
     files, which stay on the controller): they are migrated even when there was nothing to apply. In check mode
     what would be applied is not applied."""
     return {
-        run["item"]
+        item_name(run)
         for run in migrations
         if run.get("pending") is not None
         and not run["pending"]
@@ -78,8 +78,9 @@ NOT_RUN = {"tables": None, "mb_copied": None, "mb_per_s": None, "migrations": []
 
 
 def item_name(result: dict):
-    """The service of a loop result; a copy waited for asynchronously holds its service one level deeper."""
-    item = result.get("item")
+    """The service of a loop result, or of a schema's entry in the migrate module's ``results`` (``schema``); a
+    copy waited for asynchronously holds its service one level deeper."""
+    item = result.get("item", result.get("schema"))
     return item.get("item") if isinstance(item, dict) else item
 
 

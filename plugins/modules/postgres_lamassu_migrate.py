@@ -41,17 +41,39 @@ options:
     description:
       - Schema that holds the version table, created when missing.
       - While migrations run it is the only schema on C(search_path).
+      - Mutually exclusive with O(services).
     type: str
     default: public
+  services:
+    description:
+      - Several schemas in one run, each migrated from its own folder C(<path>/<schema>) (or C(<src>/<schema>)),
+        in the order given, under one lock and on one connection.
+      - Every schema is read and every file it would run is checked before the first migration of any schema
+        runs, so a refused file changes nothing anywhere. Then the schemas run in order and the first failure
+        stops the run; the schemas after it are not touched.
+      - The results of the schemas are in RV(results) instead of the top-level returns of the single form.
+      - Mutually exclusive with O(schema).
+    type: list
+    elements: str
   path:
     description:
-      - Directory of migration files on the managed host.
+      - Directory of migration files on the managed host, or a tar archive of one (unpacked into a private
+        temporary directory that is removed after the run). With O(services), the directory holds one folder per
+        schema.
       - C(<version>_<name>.sql) goose SQL migrations.
       - C(<version>_<name>.py) Python migrations, with a function C(up(conn)) and optionally C(down(conn)),
         called with the psycopg2 connection inside the migration's transaction (they must not commit).
       - C(<version>_<name>.go) Go migrations are recognised but never run; a C(.py) of the same version ports one.
+      - One of O(path) and O(src) is required.
     type: path
-    required: true
+  src:
+    description:
+      - Like O(path), but a directory on the Ansible controller. With O(services) it may also be a Lamassu
+        checkout, whose C(engines/storage/postgres/migrations) folder is used.
+      - The action sends the files (with O(services), only the folders of those schemas) to a temporary directory
+        of the managed host as one archive, runs the module there, and removes them. Paths in the results and
+        messages name the files under O(src).
+    type: path
   command:
     description:
       - C(up) applies every pending migration; C(up-by-one) the next one; C(up-to) those up to O(version).
@@ -82,6 +104,12 @@ options:
     type: dict
     default: {}
 attributes:
+  action:
+    description: An action plugin sends the files of O(src) to the managed host; without O(src) it runs the module.
+    support: full
+  async:
+    description: Without O(src) the module can run as an asynchronous job.
+    support: partial
   check_mode:
     description:
       - Computes the plan and returns in RV(applied) each migration it would run with its statements, and in
@@ -113,6 +141,13 @@ EXAMPLES = r"""
   check_mode: true
   register: plan
 
+- name: Migrate every service schema from a Lamassu checkout on the controller, in one run
+  lamassuiot.postgres.postgres_lamassu_migrate:
+    database: lamassu
+    services: [ca, devicemanager, dmsmanager, alerts, va, kms]
+    src: "{{ playbook_dir }}/lamassuiot"
+  register: migrated
+
 - name: Status of every migration
   lamassuiot.postgres.postgres_lamassu_migrate:
     schema: kms
@@ -139,12 +174,12 @@ EXAMPLES = r"""
 RETURN = r"""
 version_before:
   description: Current version (highest applied) before the run; 0 when nothing is applied.
-  returned: always
+  returned: without O(services) (there, in each entry of RV(results))
   type: int
   sample: 20250123125500
 version_after:
   description: Current version after the run (in check mode, the version the run would leave).
-  returned: always
+  returned: without O(services) (there, in each entry of RV(results))
   type: int
   sample: 20260520120000
 failed_migration:
@@ -160,7 +195,7 @@ applied:
   description:
     - Migrations run, in order; in check mode those that would run, with their statements and C(duration_ms=0).
     - On failure, the migrations applied before the failing one.
-  returned: always
+  returned: without O(services) (there, in each entry of RV(results))
   type: list
   elements: dict
   contains:
@@ -186,7 +221,7 @@ applied:
   sample: [{version: 1, name: 00000000000001_init.sql, kind: sql, direction: up, statements: ['CREATE TABLE ...'], duration_ms: 12}]
 pending:
   description: Migrations not applied after the run (in check mode, after the planned run).
-  returned: always
+  returned: without O(services) (there, in each entry of RV(results))
   type: list
   elements: dict
   contains:
@@ -202,7 +237,7 @@ pending:
   sample: [{version: 20260520120000, name: 20260520120000_add_column.sql, kind: sql}]
 migrations:
   description: Every migration file and every applied version, by version, after the run (the status view).
-  returned: always
+  returned: without O(services) (there, in each entry of RV(results))
   type: list
   elements: dict
   contains:
@@ -231,6 +266,26 @@ migrations:
       type: str
   sample: [{version: 1, name: 00000000000001_init.sql, kind: sql, path: /tmp/m/00000000000001_init.sql,
             applied: true, applied_at: '2026-01-02 03:04:05.678901', state: applied}]
+path:
+  description:
+    - The directory the migrations were read from; for an archive, the temporary directory it was unpacked into
+      (removed after the run). With O(src), O(src) (with O(services), the folder of service folders in it).
+  returned: when the files could be read
+  type: str
+  sample: /opt/lamassu/migrations/ca
+results:
+  description:
+    - With O(services), one entry per schema run, in order, each with C(schema) and the returns of the single
+      form (RV(version_before), RV(version_after), RV(applied), RV(pending), RV(migrations), RV(queries)).
+    - On failure the last entry is the schema that failed, with C(failed=true), C(msg) and, for a failed
+      migration, RV(failed_migration); the schemas after it are not listed.
+    - The top-level RV(version_before), RV(version_after), RV(applied), RV(pending) and RV(migrations) are not
+      returned with O(services).
+  returned: with O(services)
+  type: list
+  elements: dict
+  sample: [{schema: ca, version_before: 20250123125500, version_after: 20260520120000, applied: [], pending: [],
+            migrations: [], queries: []}]
 queries:
   description:
     - Every statement that changed the database, in order, or that would in check mode; version-table
@@ -242,7 +297,7 @@ queries:
 """
 
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.plan import COMMANDS
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.runner import MigrateRequest, run_migrate
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.runner import run_module_params
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE, GOOSE_TABLE
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.module import ModuleContext, run_module
 
@@ -251,7 +306,9 @@ def argument_spec() -> dict:
     return {
         "database": {"type": "str", "default": DEFAULT_DATABASE},
         "schema": {"type": "str", "default": "public"},
-        "path": {"type": "path", "required": True},
+        "services": {"type": "list", "elements": "str"},
+        "path": {"type": "path"},
+        "src": {"type": "path"},
         "command": {"type": "str", "default": "up", "choices": list(COMMANDS)},
         "version": {"type": "int"},
         "table": {"type": "str", "default": GOOSE_TABLE},
@@ -261,29 +318,16 @@ def argument_spec() -> dict:
 
 
 def work(ctx: ModuleContext) -> dict:
-    p = ctx.params
-    request = MigrateRequest(
-        database=p["database"],
-        schema=p["schema"],
-        path=p["path"],
-        command=p["command"],
-        version=p["version"],
-        table=p["table"],
-        allow_missing=p["allow_missing"],
-        env=p["env"] or {},
-    )
-    result = run_migrate(ctx.connection, request, ctx.check_mode, ctx.warn)
-    if ctx.diff:
-        result["diff"] = {
-            "before": {"version": result["version_before"]},
-            "after": {"version": result["version_after"]},
-        }
-    return result
+    return run_module_params(ctx.connection, ctx.params, ctx.check_mode, ctx.diff, ctx.warn)
 
 
 def main() -> None:
     run_module(
-        argument_spec(), work, required_if=[("command", "up-to", ["version"]), ("command", "down-to", ["version"])]
+        argument_spec(),
+        work,
+        required_if=[("command", "up-to", ["version"]), ("command", "down-to", ["version"])],
+        required_one_of=[("path", "src")],
+        mutually_exclusive=[("path", "src"), ("schema", "services")],
     )
 
 

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 
 from .._pg import extensions, psycopg2, sql
 from ..connection import ConnectionParams, connect
-from ..errors import InvalidInput, LamassuError, OperationFailed
+from ..errors import InvalidInput, LamassuError, OperationFailed, failed_among
 from ..goose_history import History
 from ..lamassu import GOOSE_TABLE
 from ..names import check_identifier
 from ..session import Session
+from .archive import unpacked
 from .lock import MigrationLock
 from .parser import parse_sql_file
 from .plan import (
@@ -289,53 +290,107 @@ def _report(migrations: list[MigrationSource], before: History, after: History, 
     }
 
 
-def migrate(conn, request: MigrateRequest, check_mode: bool, warn: Callable[[str], None]) -> dict:
-    """The whole command on an open autocommit connection; the caller closes it."""
-    request.validate()
+@dataclass
+class _Planned:
+    """One schema's run, planned and prepared: every file it runs is read before any schema is changed."""
+
+    request: MigrateRequest
+    session: Session
+    store: VersionStore
+    migrations: list[MigrationSource]
+    before: History
+    table_exists: bool
+    plan: Plan
+    prepared: list[PreparedStep]
+
+
+def _plan(conn, request: MigrateRequest) -> _Planned:
     migrations = collect(request.path)
     if not migrations:
         raise InvalidInput(f"no migration files (<version>_<name>.sql|.py|.go) in {request.path}")
-    queries: list[str] = []
-    session = Session(conn, queries)
+    session = Session(conn, [])
     store = VersionStore(session, request.schema, request.table)
-    read_only = request.command in READ_ONLY_COMMANDS
-    lock = None if (check_mode or read_only) else MigrationLock(session, request.database)
+    before = store.read()
+    table_exists = bool(before.rows) or store.exists()
+    try:
+        plan = plan_command(request.command, migrations, before, request.version, request.allow_missing)
+        prepared = prepare(plan, _env(request.env))
+    except InvalidInput as exc:
+        # refused before anything ran: still say where the schema stands
+        exc.result.update(_report(migrations, before, before, [], session.queries))
+        raise
+    return _Planned(request, session, store, migrations, before, table_exists, plan, prepared)
+
+
+def _run(planned: _Planned, check_mode: bool, warn: Callable[[str], None]) -> dict:
+    session, store, migrations, before = planned.session, planned.store, planned.migrations, planned.before
+    queries = session.queries
+    if planned.request.command in READ_ONLY_COMMANDS:
+        for message in _status_warnings(migrations, before):
+            warn(message)
+        return _report(migrations, before, before, [], queries)
+    search_path = sql.SQL("SET search_path TO {}").format(sql.Identifier(planned.request.schema))
+    if check_mode:
+        if planned.plan.steps:
+            if not planned.table_exists:
+                queries.extend(session.render(q, p) for q, p in store.create_statements())
+            queries.append(session.render(search_path))
+        applied = []
+        for item in planned.prepared:
+            statements = _check_mode_statements(item)
+            queries.extend(statements)
+            query, params = Runner(session, store).version_change(item)
+            queries.append(session.render(query, params))
+            applied.append(_applied_entry(item, statements, 0))
+        return _report(migrations, before, planned.plan.after, applied, queries)
+    return _apply(session, store, migrations, before, planned.plan, planned.prepared, planned.table_exists, search_path)
+
+
+def migrate_schemas(conn, requests: list[MigrateRequest], check_mode: bool, warn: Callable[[str], None]) -> list[dict]:
+    """One command on several schemas of one database, under one lock, on an open autocommit connection.
+
+    Every schema is read and every file it runs is prepared before the first migration of any schema runs, so a
+    refused file changes nothing anywhere. Then the schemas run in order; the first failure stops the run. A
+    ``LamassuError`` carries ``schema`` and, in ``results``, what each schema before it did.
+    """
+    for request in requests:
+        request.validate()
+    read_only = requests[0].command in READ_ONLY_COMMANDS
+    lock = None if (check_mode or read_only) else MigrationLock(Session(conn, []), requests[0].database)
     if lock is not None:
         lock.acquire()
+    results: list[dict] = []
     try:
-        before = store.read()
-        table_exists = bool(before.rows) or store.exists()
-        try:
-            plan = plan_command(request.command, migrations, before, request.version, request.allow_missing)
-            prepared = prepare(plan, _env(request.env))
-        except InvalidInput as exc:
-            # refused before anything ran: still say where the schema stands
-            exc.result.update(_report(migrations, before, before, [], queries))
-            raise
-        if read_only:
-            for message in _status_warnings(migrations, before):
-                warn(message)
-            return _report(migrations, before, before, [], queries)
-        search_path = sql.SQL("SET search_path TO {}").format(sql.Identifier(request.schema))
-        if check_mode:
-            if plan.steps:
-                if not table_exists:
-                    queries.extend(session.render(q, p) for q, p in store.create_statements())
-                queries.append(session.render(search_path))
-            applied = []
-            for item in prepared:
-                statements = _check_mode_statements(item)
-                queries.extend(statements)
-                query, params = Runner(session, store).version_change(item)
-                queries.append(session.render(query, params))
-                applied.append(_applied_entry(item, statements, 0))
-            return _report(migrations, before, plan.after, applied, queries)
-        return _apply(session, store, migrations, before, plan, prepared, table_exists, search_path)
+        planned = []
+        for request in requests:
+            try:
+                planned.append(_plan(conn, request))
+            except LamassuError as exc:
+                raise failed_among(exc, request.schema, results) from None
+        for item in planned:
+            try:
+                results.append({"schema": item.request.schema, **_run(item, check_mode, warn)})
+            except LamassuError as exc:
+                raise failed_among(exc, item.request.schema, results) from None
+        return results
     finally:
         if lock is not None and not conn.closed:
             if conn.get_transaction_status() != extensions.TRANSACTION_STATUS_IDLE:
                 conn.rollback()
             lock.release()
+
+
+def single_result(result: dict) -> dict:
+    """The result of one schema's run as the single-schema form returns it."""
+    return {key: value for key, value in result.items() if key not in ("schema", "failed", "msg")}
+
+
+def _single_error(exc: LamassuError) -> LamassuError:
+    """A failure as the single form reports it: the schema's own partial result, its message unprefixed."""
+    if not exc.result.get("results"):
+        return exc
+    failed = exc.result["results"][-1]
+    return type(exc)(failed["msg"], single_result(failed))
 
 
 def _apply(session, store, migrations, before, plan, prepared, table_exists, search_path) -> dict:
@@ -373,14 +428,73 @@ def _status_warnings(migrations: list[MigrationSource], history: History) -> lis
 
 
 def run_migrate(
-    params: ConnectionParams, request: MigrateRequest, check_mode: bool, warn: Callable[[str], None]
-) -> dict:
-    """Check the request, connect to its database, migrate, close; the module's one call."""
+    params: ConnectionParams, requests: list[MigrateRequest], check_mode: bool, warn: Callable[[str], None]
+) -> list[dict]:
+    """Check the requests (one database), connect, migrate each schema, close."""
     # Before connecting: the server silently truncates a database name beyond 63 bytes, which could connect
     # to another database than the one named.
-    request.validate()
-    conn = connect(params, request.database)
+    for request in requests:
+        request.validate()
+    conn = connect(params, requests[0].database)
     try:
-        return migrate(conn, request, check_mode, warn)
+        return migrate_schemas(conn, requests, check_mode, warn)
     finally:
         conn.close()
+
+
+def _requests(module_params: Mapping, path: str) -> list[MigrateRequest]:
+    services = module_params.get("services")
+    schemas = services if services is not None else [module_params["schema"]]
+    if not schemas:
+        raise InvalidInput("services is empty: name at least one schema to migrate")
+    return [
+        MigrateRequest(
+            database=module_params["database"],
+            schema=schema,
+            path=os.path.join(path, schema) if services is not None else path,
+            command=module_params["command"],
+            version=module_params["version"],
+            table=module_params["table"],
+            allow_missing=module_params["allow_missing"],
+            env=module_params["env"] or {},
+        )
+        for schema in schemas
+    ]
+
+
+def _diff(results: list[dict], several: bool) -> dict:
+    def versions(key: str) -> dict:
+        if several:
+            return {"versions": {r["schema"]: r[key] for r in results if key in r}}
+        return {"version": results[0][key]}
+
+    return {"before": versions("version_before"), "after": versions("version_after")}
+
+
+def run_module_params(
+    params: ConnectionParams, module_params: Mapping, check_mode: bool, diff: bool, warn: Callable[[str], None]
+) -> dict:
+    """The module's one call: one schema (the single form's returns) or ``services`` (``results`` per schema)."""
+    if module_params.get("src"):
+        raise InvalidInput("src is read on the controller by the action plugin of this module; give path here")
+    several = module_params.get("services") is not None
+    with unpacked(module_params["path"]) as path:
+        requests = _requests(module_params, path)
+        try:
+            results = run_migrate(params, requests, check_mode, warn)
+        except LamassuError as exc:
+            error = exc if several else _single_error(exc)
+            error.result["path"] = path
+            raise error from None
+    if several:
+        result = {
+            "changed": any(r["changed"] for r in results),
+            "results": results,
+            "queries": [query for r in results for query in r["queries"]],
+        }
+    else:
+        result = single_result(results[0])
+    result["path"] = path
+    if diff:
+        result["diff"] = _diff(results, several)
+    return result

@@ -1,0 +1,72 @@
+# Copyright (c) 2026 Lamassu IoT contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""postgres_lamassu_migrate with ``src``: the controller's migrations go to the managed host as one archive.
+
+Without ``src`` the module runs as it is (asynchronous jobs included). With ``src`` the files (with ``services``,
+only those services' folders) are packed on the controller (``module_utils/goose/archive.py``), written to the
+task's temporary directory on the host in one transfer, and the module reads them from there as ``path``; the
+temporary directory goes when the task ends. Paths in the result then name the files under ``src``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+from ansible.utils.vars import merge_hash
+
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import InvalidInput
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.archive import pack
+
+MODULE = "lamassuiot.postgres.postgres_lamassu_migrate"
+
+
+def renamed(value, old: str, new: str):
+    """``value`` with every string that starts with the directory ``old`` starting with ``new`` instead."""
+    if isinstance(value, dict):
+        return {key: renamed(item, old, new) for key, item in value.items()}
+    if isinstance(value, list):
+        return [renamed(item, old, new) for item in value]
+    if isinstance(value, str) and old in value:
+        return value.replace(old, new)
+    return value
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = True
+    _supports_check_mode = True
+    _supports_async = True
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp  # tmp no longer has any effect
+        args = dict(self._task.args)
+        src = args.pop("src", None)
+        wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
+        if src is None:
+            result = merge_hash(result, self._execute_module(MODULE, args, task_vars=task_vars, wrap_async=wrap_async))
+            if not wrap_async:
+                self._remove_tmp_path(self._connection._shell.tmpdir)
+            return result
+        if wrap_async:
+            raise AnsibleActionFail("src cannot be used with async: give path, a directory on the managed host")
+        if args.get("path") is not None:
+            raise AnsibleActionFail("parameters are mutually exclusive: path|src")
+        try:
+            folder, data = pack(os.path.abspath(os.path.expanduser(str(src))), args.get("services"))
+        except InvalidInput as exc:
+            raise AnsibleActionFail(str(exc)) from None
+        tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
+        try:
+            remote = self._connection._shell.join_path(tmpdir, "migrations.tar.gz")
+            self._transfer_data(remote, data)
+            self._fixup_perms2((tmpdir, remote))
+            args["path"] = remote
+            module_result = self._execute_module(MODULE, args, task_vars=task_vars)
+        finally:
+            self._remove_tmp_path(tmpdir)
+        unpacked = module_result.get("path")
+        if unpacked:
+            module_result = renamed(module_result, unpacked, folder)
+        return merge_hash(result, module_result)

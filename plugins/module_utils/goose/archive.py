@@ -1,0 +1,95 @@
+# Copyright (c) 2026 Lamassu IoT contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Migrations given as a tar archive: unpacked into a private temporary directory for the run, then removed.
+
+The action plugin of ``postgres_lamassu_migrate`` sends a controller's migrations tree to the managed host as one
+archive (one transfer instead of a round trip per file). Only regular files and directories with relative names
+that stay inside the directory are unpacked; anything else (links, devices, ``..``, absolute names) refuses the
+archive before a file is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterator, Sequence
+
+from ..errors import InvalidInput
+from ..migration_tree import find_root
+
+
+def _checked_members(archive: tarfile.TarFile, path: str) -> list[tarfile.TarInfo]:
+    members = archive.getmembers()
+    for member in members:
+        name = member.name
+        parts = name.replace("\\", "/").split("/")
+        if os.path.isabs(name) or ".." in parts or not (member.isfile() or member.isdir()):
+            raise InvalidInput(
+                f"migrations archive {path}: {name!r} is not a plain file or directory inside the archive; "
+                "nothing was unpacked"
+            )
+    return members
+
+
+@contextlib.contextmanager
+def unpacked(path: str) -> Iterator[str]:
+    """``path`` itself when it is a directory; a tar archive (any compression ``tarfile`` reads) unpacked into a
+    temporary directory that is removed afterwards; otherwise ``path`` unchanged (the caller says what is wrong)."""
+    if os.path.isdir(path) or not os.path.isfile(path):
+        yield path
+        return
+    if not tarfile.is_tarfile(path):
+        raise InvalidInput(f"migrations path {path} is a file but not a tar archive: give a directory or a tar archive")
+    directory = tempfile.mkdtemp(prefix="lamassu-migrations-")
+    try:
+        os.chmod(directory, 0o700)
+        with tarfile.open(path) as archive:
+            for member in _checked_members(archive, path):
+                target = os.path.join(directory, member.name)
+                if member.isdir():
+                    os.makedirs(target, mode=0o700, exist_ok=True)
+                    continue
+                os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+                source = archive.extractfile(member)
+                with source, open(target, "wb") as out:
+                    shutil.copyfileobj(source, out)
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _add_folder(archive: tarfile.TarFile, folder: str, name: str) -> None:
+    """The regular files at the top of ``folder`` (goose reads no deeper), as ``name/<file>``."""
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError as exc:
+        raise InvalidInput(f"migrations folder {folder} cannot be read: {exc.strerror}") from None
+    for entry in entries:
+        path = os.path.join(folder, entry)
+        if os.path.isfile(path):
+            info = archive.gettarinfo(path, arcname=f"{name}/{entry}" if name else entry)
+            info.mode, info.uid, info.gid, info.uname, info.gname = 0o600, 0, 0, "", ""
+            with open(path, "rb") as data:
+                archive.addfile(info, data)
+
+
+def pack(src: str, services: Sequence[str] | None = None) -> tuple[str, bytes]:
+    """``(folder, archive)``: the migration files of ``src`` as one gzip'd tar, for ``unpacked`` on the host.
+
+    Without ``services``: the files of ``src``. With ``services``: ``src`` is a folder of service folders or a
+    Lamassu checkout (``find_root``), and only those services' folders are packed (a missing one is left out: the
+    module then names it)."""
+    folder = find_root(src) if services is not None else src
+    if not os.path.isdir(folder):
+        raise InvalidInput(f"migrations directory {folder} does not exist or is not a directory (on the controller)")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as archive:
+        for service in services if services is not None else [""]:
+            path = os.path.join(folder, service) if service else folder
+            if os.path.isdir(path):
+                _add_folder(archive, path, service)
+    return folder, buffer.getvalue()
