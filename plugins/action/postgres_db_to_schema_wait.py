@@ -80,7 +80,7 @@ class ActionModule(ActionBase):
             result["warnings"] = warnings
         if failed:
             result["failed"] = True
-            result["msg"] = "; ".join(f"{r.get('item')}: {r.get('msg', 'failed')}" for r in failed)
+            result["msg"] = "; ".join(f"{r.get('item', r.get('schema'))}: {r.get('msg', 'failed')}" for r in failed)
         else:
             # At -v the results were shown by the copy task (or are in the summary that follows): not again here.
             result["_ansible_verbose_override"] = True
@@ -138,6 +138,8 @@ class ActionModule(ActionBase):
         for key in ("ansible_loop_var", loop_var, "ansible_index_var", index_var, "ansible_loop"):
             if key and key in watch.copy:
                 final[key] = watch.copy[key]
+        # Named like a copy of the module's services form: the service (the loop item).
+        final.setdefault("schema", watch.label)
         return final
 
     def _forget(self, watch: _Watch, async_dir: str, task_vars: dict) -> None:

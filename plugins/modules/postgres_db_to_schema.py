@@ -25,9 +25,25 @@ extends_documentation_fragment:
   - lamassuiot.postgres.connection
 options:
   source_database:
-    description: Database to copy from, for example C(ca).
+    description:
+      - Database to copy from, for example C(ca).
+      - One of O(source_database) and O(services) is required.
     type: str
-    required: true
+  services:
+    description:
+      - Several copies in one run, one after the other, in the order given - database C(<source_prefix><service>)
+        into schema C(<service>) of O(target_database) for each service, every other option shared.
+      - Every copy is checked before the first starts. The first failure stops the run; the copies before it
+        stay published (each copy is atomic on its own) and the ones after it are not started.
+      - The result of each copy (the returns of the single form, with C(schema)) is in RV(results); the top-level
+        RV(source), RV(target), RV(tables), RV(dsn) and RV(plan) are not returned.
+      - Mutually exclusive with O(source_database), O(target_schema) and O(progress_file).
+    type: list
+    elements: str
+  source_prefix:
+    description: With O(services), the prefix of the legacy database names (empty for a standard Lamassu).
+    type: str
+    default: ""
   source_schema:
     description: Schema of O(source_database) to copy.
     type: str
@@ -158,6 +174,13 @@ EXAMPLES = r"""
     source_database: kms
     if_target_exists: replace
 
+- name: Copy the six legacy databases into their schemas in one run, frozen, largest tables first within each
+  lamassuiot.postgres.postgres_db_to_schema:
+    services: [ca, devicemanager, dmsmanager, alerts, va, kms]
+    target_database: lamassu
+    freeze_source: true
+  register: copies
+
 - name: Remove the copy and lift the freeze (rollback)
   lamassuiot.postgres.postgres_db_to_schema:
     source_database: ca
@@ -167,7 +190,7 @@ EXAMPLES = r"""
 RETURN = r"""
 source:
   description: The source, its goose version and whether it is frozen or dropped.
-  returned: always
+  returned: without O(services) (there, in each entry of RV(results))
   type: dict
   contains:
     database:
@@ -188,13 +211,13 @@ source:
   sample: {database: ca, schema: public, goose_version: 20260520120000, frozen: false, dropped: false}
 target:
   description: Where the copy is.
-  returned: always
+  returned: without O(services) (there, in each entry of RV(results))
   type: dict
   sample: {database: lamassu, schema: ca}
 tables:
   description: Per table, rows, source size in bytes, seconds spent and whether it was verified; in check mode
     the estimates.
-  returned: always
+  returned: without O(services) (there, in each entry of RV(results))
   type: list
   elements: dict
   sample: [{name: certificates, rows: 1200, bytes: 3358720, seconds: 0.41, verified: true}]
@@ -204,7 +227,7 @@ duration_s:
   type: float
 dsn:
   description: Connection strings for the service, without password.
-  returned: always
+  returned: without O(services) (there, in each entry of RV(results))
   type: dict
   contains:
     pgx:
@@ -225,11 +248,11 @@ source_changed:
       this check); V(false) for a copy made by this run; null when the source database is gone.
     - A re-run that finds it V(true) warns, naming the tables, and changes nothing unless
       O(if_target_exists=replace).
-  returned: always
+  returned: without O(services) (there, in each entry of RV(results))
   type: bool
 source_changes:
   description: What changed in the source since the recorded copy, per table; empty when nothing did.
-  returned: always
+  returned: without O(services) (there, in each entry of RV(results))
   type: list
   elements: str
   sample: ["table certificates: 3 inserts, 1 updates"]
@@ -257,6 +280,17 @@ phase:
   returned: failure
   type: str
   sample: data
+results:
+  description:
+    - With O(services), one entry per copy run, in order, each with C(schema) (the target schema) and the returns
+      of the single form.
+    - On failure the last entry is the copy that failed, with C(failed=true) and C(msg); the copies after it are
+      not listed.
+  returned: with O(services)
+  type: list
+  elements: dict
+  sample: [{schema: ca, changed: true, source: {database: ca, schema: public, goose_version: 20250123125500},
+            target: {database: lamassu, schema: ca}, tables: [], duration_s: 1.2, queries: []}]
 queries:
   description: SQL statements run (or that would run); never data, never a password.
   returned: always
@@ -264,7 +298,7 @@ queries:
   elements: str
 """
 
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.engine import run_copy
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.engine import run_copies, run_copy
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.request import CopyRequest
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.module import ModuleContext, run_module
@@ -272,7 +306,9 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.module import 
 
 def argument_spec() -> dict:
     return {
-        "source_database": {"type": "str", "required": True},
+        "source_database": {"type": "str"},
+        "services": {"type": "list", "elements": "str"},
+        "source_prefix": {"type": "str", "default": ""},
         "source_schema": {"type": "str", "default": "public"},
         "target_database": {"type": "str", "default": DEFAULT_DATABASE},
         "target_schema": {"type": "str"},
@@ -288,27 +324,45 @@ def argument_spec() -> dict:
     }
 
 
+# The options every copy of a run shares; the list form sets source_database and target_schema per service.
+SHARED = (
+    "source_schema",
+    "target_database",
+    "state",
+    "jobs",
+    "verify",
+    "freeze_source",
+    "if_target_exists",
+    "drop_source",
+    "discard_changes",
+    "accept_source_changes",
+)
+
+
 def work(ctx: ModuleContext) -> dict:
     params = ctx.params
-    request = CopyRequest(
-        source_database=params["source_database"],
-        source_schema=params["source_schema"],
-        target_database=params["target_database"],
-        target_schema=params["target_schema"],
-        state=params["state"],
-        jobs=params["jobs"],
-        verify=params["verify"],
-        freeze_source=params["freeze_source"],
-        if_target_exists=params["if_target_exists"],
-        drop_source=params["drop_source"],
-        discard_changes=params["discard_changes"],
-        accept_source_changes=params["accept_source_changes"],
-    )
+    shared = {key: params[key] for key in SHARED}
+    if params["services"] is not None:
+        requests = [
+            CopyRequest(source_database=params["source_prefix"] + service, target_schema=service, **shared)
+            for service in params["services"]
+        ]
+        return run_copies(ctx.connection, requests, ctx.check_mode, log=ctx.log)
+    request = CopyRequest(source_database=params["source_database"], target_schema=params["target_schema"], **shared)
     return run_copy(ctx.connection, request, ctx.check_mode, log=ctx.log, progress_file=params["progress_file"])
 
 
 def main() -> None:
-    run_module(argument_spec(), work)
+    run_module(
+        argument_spec(),
+        work,
+        required_one_of=[("source_database", "services")],
+        mutually_exclusive=[
+            ("source_database", "services"),
+            ("target_schema", "services"),
+            ("progress_file", "services"),
+        ],
+    )
 
 
 if __name__ == "__main__":

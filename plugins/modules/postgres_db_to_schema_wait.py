@@ -84,11 +84,12 @@ RETURN = r"""
 results:
   description:
     - The entries of O(copies) in their order, each copy that ran in the background replaced by the result of
-      M(lamassuiot.postgres.postgres_db_to_schema) (with its loop keys).
+      M(lamassuiot.postgres.postgres_db_to_schema) (with its loop keys, and C(schema) set to the loop item, as in
+      the C(results) of the copy module's C(services) form, whose entries may be given in O(copies) too).
   returned: always
   type: list
   elements: dict
-  sample: [{item: ca, changed: true, tables: [{name: certificates, rows: 1200, bytes: 3358720, seconds: 0.41,
+  sample: [{item: ca, schema: ca, changed: true, tables: [{name: certificates, rows: 1200, bytes: 3358720, seconds: 0.41,
             verified: true}], duration_s: 12.5}]
 msg:
   description: "C(All items completed), or C(<item>: <message>) of each failed copy."

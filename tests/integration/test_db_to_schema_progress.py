@@ -58,7 +58,7 @@ def copy_play(prefix: str, target: str, **role_vars) -> dict:
             {
                 "name": "Show the results",
                 "ansible.builtin.debug": {
-                    "msg": "RESULTS {{ db_to_schema_copies.results | map(attribute='item') | join(',') }} "
+                    "msg": "RESULTS {{ db_to_schema_copies.results | map(attribute='schema') | join(',') }} "
                     "{{ db_to_schema_copies.results | map(attribute='changed') | join(',') }} "
                     "{{ db_to_schema_copies.results | map(attribute='tables') | map('length') | join(',') }}"
                 },
@@ -98,7 +98,7 @@ def failing_play(prefix: str, target: str, **role_vars) -> dict:
         "ansible.builtin.debug": {
             "msg": "FAILURE {{ ansible_failed_task.name }} | {{ ansible_failed_result | "
             "lamassuiot.postgres.failure_message }} | {{ db_to_schema_copies.results | selectattr('failed', 'defined') "
-            "| selectattr('failed') | map(attribute='item') | join(',') }}"
+            "| selectattr('failed') | map(attribute='schema') | join(',') }}"
         },
     }
     return {"tasks": [facts, {"block": [role, show], "rescue": [rescue]}]}

@@ -40,7 +40,7 @@ import contextlib
 
 from .._pg import psycopg2
 from ..connection import ConnectionParams
-from ..errors import InvalidInput, LamassuError, OperationFailed
+from ..errors import InvalidInput, LamassuError, OperationFailed, failed_among
 from ..session import Session
 from . import ddl, freeze, removal, snapshot, source_changes, target
 from .catalog_model import SourceCatalog
@@ -286,3 +286,25 @@ def run_copy(
         raise
     progress.finish(result["tables"])
     return result
+
+
+def run_copies(params: ConnectionParams, requests: list[CopyRequest], check_mode: bool = False, log=None) -> dict:
+    """Several copies in one run, one after the other (the module's ``services``): every request is checked before
+    the first copy starts; the first failure stops the run, its error carrying in ``results`` what the copies
+    before it returned and its own partial result. Each result names its target schema (``schema``)."""
+    if not requests:
+        raise InvalidInput("services is empty: name at least one service to copy")
+    for request in requests:
+        request.validate()
+    results: list[dict] = []
+    for request in requests:
+        try:
+            results.append({"schema": request.target, **run_copy(params, request, check_mode, log)})
+        except LamassuError as exc:
+            raise failed_among(exc, request.target, results) from None
+    return {
+        "changed": any(result["changed"] for result in results),
+        "results": results,
+        "duration_s": round(sum(result.get("duration_s") or 0 for result in results), 3),
+        "queries": [query for result in results for query in result.get("queries") or []],
+    }

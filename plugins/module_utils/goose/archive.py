@@ -43,7 +43,7 @@ def unpacked(path: str) -> Iterator[str]:
         yield path
         return
     if not tarfile.is_tarfile(path):
-        raise InvalidInput(f"migrations path {path} is a file but not a tar archive: give a directory or a tar archive")
+        raise InvalidInput(f"migrations path {path} is not a directory, nor a tar archive of one")
     directory = tempfile.mkdtemp(prefix="lamassu-migrations-")
     try:
         os.chmod(directory, 0o700)

@@ -82,5 +82,5 @@ def test_an_archive_with_an_unsafe_member_is_refused_before_a_file_is_written(tm
 def test_a_file_that_is_not_an_archive_is_refused(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("hello")
-    with pytest.raises(InvalidInput, match="not a tar archive"), unpacked(str(path)):
+    with pytest.raises(InvalidInput, match="not a directory, nor a tar archive"), unpacked(str(path)):
         pass
