@@ -180,7 +180,9 @@ CORE_TESTS ?= $(addprefix tests/integration/, \
 	test_driver_errors.py::test_migrate_by_a_role_without_usage_on_the_schema_names_schema_and_permission \
 	test_info_module.py::test_a_login_role_without_privileges_is_told_what_it_lacks \
 	test_db_to_schema.py::test_verify_count_and_none \
-	test_writes_during_upgrade.py::test_writes_during_a_frozen_upgrade_are_either_refused_or_copied_exactly_once)
+	test_writes_during_upgrade.py::test_writes_during_a_frozen_upgrade_are_either_refused_or_copied_exactly_once \
+	test_migrate_services.py::test_src_migrates_every_service_in_one_run_and_names_the_controller_files \
+	test_db_to_schema_services.py::test_the_first_failure_stops_the_run_and_keeps_the_copies_before_it)
 .PHONY: core-matrix
 core-matrix: venv server-packages .collections/ansible_collections/lamassuiot/postgres
 	$(PY) -m tests.harness.core_matrix --jobs $(CORE_JOBS) --build $(BUILD)/core --tests $(CORE_TESTS) \
