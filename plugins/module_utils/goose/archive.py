@@ -70,10 +70,12 @@ def _add_folder(archive: tarfile.TarFile, folder: str, name: str) -> None:
         raise InvalidInput(f"migrations folder {folder} cannot be read: {exc.strerror}") from None
     for entry in entries:
         path = os.path.join(folder, entry)
-        if os.path.isfile(path):
-            info = archive.gettarinfo(path, arcname=f"{name}/{entry}" if name else entry)
-            info.mode, info.uid, info.gid, info.uname, info.gname = 0o600, 0, 0, "", ""
+        if os.path.isfile(path):  # a link to a file is sent as the file it points to, as goose reads it
+            info = tarfile.TarInfo(f"{name}/{entry}" if name else entry)
+            info.mode = 0o600
             with open(path, "rb") as data:
+                stat = os.fstat(data.fileno())
+                info.size, info.mtime = stat.st_size, int(stat.st_mtime)
                 archive.addfile(info, data)
 
 

@@ -48,6 +48,16 @@ def test_pack_without_services_takes_the_folder_itself():
         assert sorted(archive.getnames()) == sorted(p.name for p in (FIXTURES / "ca").iterdir())
 
 
+def test_a_link_to_a_file_is_sent_as_the_file(tmp_path):
+    (tmp_path / "real.sql").write_text("-- +goose Up\nSELECT 1;\n")
+    (tmp_path / "ca").mkdir()
+    (tmp_path / "ca" / "1_linked.sql").symlink_to(tmp_path / "real.sql")
+    _folder, data = pack(str(tmp_path), ["ca"])
+    with unpacked(str(write(tmp_path, data))) as directory:
+        linked = Path(directory) / "ca" / "1_linked.sql"
+        assert not linked.is_symlink() and linked.read_text() == "-- +goose Up\nSELECT 1;\n"
+
+
 def test_pack_refuses_a_missing_folder(tmp_path):
     with pytest.raises(InvalidInput, match="does not exist"):
         pack(str(tmp_path / "nowhere"))
