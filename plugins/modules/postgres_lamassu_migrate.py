@@ -297,7 +297,7 @@ queries:
 """
 
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.plan import COMMANDS
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.runner import run_module_params
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.command import run_module_params
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE, GOOSE_TABLE
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.module import ModuleContext, run_module
 
