@@ -18,7 +18,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.report import is_run_report, run_index
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.report_runs import is_run_report, run_index
 
 display = Display()
 

@@ -11,14 +11,16 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.report import 
     fleet_phase,
     fleet_report,
     host_summary,
-    is_run_report,
     migrated_by_this_run,
-    next_steps,
     playbook_fix,
-    run_index,
-    run_started_at,
     service_runs,
     step_durations,
+)
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.report_runs import (
+    is_run_report,
+    next_steps,
+    run_index,
+    run_started_at,
 )
 
 
