@@ -296,8 +296,8 @@ queries:
   sample: ['SET search_path TO "ca"', 'CREATE TABLE certificates (...)', 'INSERT INTO "ca"."goose_db_version" (version_id, is_applied) VALUES (1, true)']
 """
 
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.plan import COMMANDS
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.command import run_module_params
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.plan import COMMANDS
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE, GOOSE_TABLE
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.module import ModuleContext, run_module
 
