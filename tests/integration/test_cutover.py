@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.harness.ansible import recap_changed, run_local_play, run_module
+from tests.harness.fixture import build_legacy
 from tests.harness.pgcluster import throwaway_cluster
 
 # Shaped like a Lamassu service's config file (see the upstream chart's ConfigMaps); the values are made up.
@@ -209,3 +210,20 @@ def test_helm_writes_the_chart_values_and_shows_the_upgrade(cluster, tmp_path):
     undone = play(tmp_path, cluster, variables, "rollback")
     assert changed(undone) == 1 and not values.exists()
     assert "helm rollback lamassu <the revision before the cutover> --namespace lamassu-prod" in undone.stdout
+
+
+def test_writes_after_the_copy_are_found_in_prefixed_legacy_databases(cluster, tmp_path):
+    """With cutover_source_prefix the check reads database <prefix><service>, as the copy did."""
+    build_legacy(cluster, scale=0.0001, services=["ca"], prefix="p_")
+    cluster.execute("postgres", "CREATE DATABASE p_lamassu")
+    copied = run_module(
+        "postgres_db_to_schema", {"services": ["ca"], "source_prefix": "p_", "target_database": "p_lamassu"}, cluster
+    ).result
+    assert copied["changed"] and not copied.get("failed"), copied.get("msg")
+    cluster.execute(
+        "p_ca", "UPDATE goose_db_version SET tstamp = tstamp WHERE id = (SELECT min(id) FROM goose_db_version)"
+    )
+
+    run = play(tmp_path, cluster, {"cutover_database": "p_lamassu", "cutover_source_prefix": "p_"})
+    assert run.returncode != 0 and "Nothing was cut over" in run.stdout, run.stdout[-4000:]
+    assert "the legacy database of service 'ca' took writes after its copy" in run.stdout, run.stdout[-4000:]
