@@ -32,10 +32,3 @@ class InvalidInput(LamassuError):
 
 class OperationFailed(LamassuError):
     """A statement failed while changing the database."""
-
-
-def failed_among(exc: LamassuError, name: str, results: list[dict]) -> LamassuError:
-    """The error of one of several schemas run in order, named: its ``results`` hold what each schema before it
-    returned, then its own partial result with ``failed`` and ``msg``."""
-    failed = {"schema": name, "failed": True, "msg": str(exc), **exc.result}
-    return type(exc)(f"{name}: {exc}", {"results": [*results, failed]})

@@ -40,8 +40,9 @@ import contextlib
 
 from .._pg import psycopg2
 from ..connection import ConnectionParams
-from ..errors import InvalidInput, LamassuError, OperationFailed, failed_among
+from ..errors import InvalidInput, LamassuError, OperationFailed
 from ..session import Session
+from ..several import combined, failed_among
 from . import ddl, freeze, removal, snapshot, source_changes, target
 from .catalog_model import SourceCatalog
 from .hooks import Hooks
@@ -302,9 +303,4 @@ def run_copies(params: ConnectionParams, requests: list[CopyRequest], check_mode
             results.append({"schema": request.target, **run_copy(params, request, check_mode, log)})
         except LamassuError as exc:
             raise failed_among(exc, request.target, results) from None
-    return {
-        "changed": any(result["changed"] for result in results),
-        "results": results,
-        "duration_s": round(sum(result.get("duration_s") or 0 for result in results), 3),
-        "queries": [query for result in results for query in result.get("queries") or []],
-    }
+    return {**combined(results), "duration_s": round(sum(result.get("duration_s") or 0 for result in results), 3)}

@@ -5,7 +5,7 @@ every file of every schema, then apply, schema after schema; and the module's pa
 
 Everything that can be refused (unknown command, malformed file, Go migration without a Python port, missing
 migrations) is refused, for every schema, before the first migration of any schema runs. The first failure stops
-the run; what each schema before it did is returned with the error (``errors.failed_among``).
+the run; what each schema before it did is returned with the error (``several.failed_among``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 from .._pg import extensions, sql
 from ..connection import ConnectionParams, connect
-from ..errors import InvalidInput, LamassuError, OperationFailed, failed_among
+from ..errors import InvalidInput, LamassuError, OperationFailed
 from ..goose_history import History
 from ..session import Session
+from ..several import combined, failed_among
 from .archive import unpacked
 from .lock import MigrationLock
 from .plan import (
@@ -113,10 +114,11 @@ def _run(planned: _Planned, check_mode: bool, warn: Callable[[str], None]) -> di
                 queries.extend(session.render(q, p) for q, p in store.create_statements())
             queries.append(session.render(search_path))
         applied = []
+        runner = Runner(session, store)
         for item in planned.prepared:
             statements = _check_mode_statements(item)
             queries.extend(statements)
-            query, params = Runner(session, store).version_change(item)
+            query, params = runner.version_change(item)
             queries.append(session.render(query, params))
             applied.append(_applied_entry(item, statements, 0))
         return _report(migrations, before, planned.plan.after, applied, queries)
@@ -124,14 +126,13 @@ def _run(planned: _Planned, check_mode: bool, warn: Callable[[str], None]) -> di
 
 
 def migrate_schemas(conn, requests: list[MigrateRequest], check_mode: bool, warn: Callable[[str], None]) -> list[dict]:
-    """One command on several schemas of one database, under one lock, on an open autocommit connection.
+    """One command on several schemas of one database (requests validated by ``run_migrate``), under one lock, on
+    an open autocommit connection.
 
     Every schema is read and every file it runs is prepared before the first migration of any schema runs, so a
-    refused file changes nothing anywhere. Then the schemas run in order; the first failure stops the run. A
-    ``LamassuError`` carries ``schema`` and, in ``results``, what each schema before it did.
+    refused file changes nothing anywhere. Then the schemas run in order; the first failure stops the run, its
+    ``LamassuError`` carrying in ``results`` what each schema before it did and its own partial result.
     """
-    for request in requests:
-        request.validate()
     read_only = requests[0].command in READ_ONLY_COMMANDS
     lock = None if (check_mode or read_only) else MigrationLock(Session(conn, []), requests[0].database)
     if lock is not None:
@@ -157,7 +158,7 @@ def migrate_schemas(conn, requests: list[MigrateRequest], check_mode: bool, warn
             lock.release()
 
 
-def single_result(result: dict) -> dict:
+def _single_result(result: dict) -> dict:
     """The result of one schema's run as the single-schema form returns it."""
     return {key: value for key, value in result.items() if key not in ("schema", "failed", "msg")}
 
@@ -167,7 +168,7 @@ def _single_error(exc: LamassuError) -> LamassuError:
     if not exc.result.get("results"):
         return exc
     failed = exc.result["results"][-1]
-    return type(exc)(failed["msg"], single_result(failed))
+    return type(exc)(failed["msg"], _single_result(failed))
 
 
 def _apply(session, store, migrations, before, plan, prepared, table_exists, search_path) -> dict:
@@ -242,7 +243,7 @@ def _requests(module_params: Mapping, path: str) -> list[MigrateRequest]:
 def _diff(results: list[dict], several: bool) -> dict:
     def versions(key: str) -> dict:
         if several:
-            return {"versions": {r["schema"]: r[key] for r in results if key in r}}
+            return {"versions": {r["schema"]: r[key] for r in results}}
         return {"version": results[0][key]}
 
     return {"before": versions("version_before"), "after": versions("version_after")}
@@ -263,14 +264,7 @@ def run_module_params(
             error = exc if several else _single_error(exc)
             error.result["path"] = path
             raise error from None
-    if several:
-        result = {
-            "changed": any(r["changed"] for r in results),
-            "results": results,
-            "queries": [query for r in results for query in r["queries"]],
-        }
-    else:
-        result = single_result(results[0])
+    result = combined(results) if several else _single_result(results[0])
     result["path"] = path
     if diff:
         result["diff"] = _diff(results, several)
