@@ -23,7 +23,7 @@ MODULE = "lamassuiot.postgres.postgres_lamassu_migrate"
 
 
 def renamed(value, old: str, new: str):
-    """``value`` with every string that starts with the directory ``old`` starting with ``new`` instead."""
+    """``value`` with the directory ``old`` replaced by ``new`` in every string (paths and messages)."""
     if isinstance(value, dict):
         return {key: renamed(item, old, new) for key, item in value.items()}
     if isinstance(value, list):

@@ -52,6 +52,14 @@ def find_root(path: str) -> str:
     raise InvalidInput(f"migrations directory {path} {reason}: give a Lamassu checkout or its {CHECKOUT_SUBDIR} folder")
 
 
+def folder_files(folder: str) -> list[str]:
+    """The names of the regular files (or links to them) at the top of ``folder``, sorted: what goose reads."""
+    try:
+        return sorted(name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name)))
+    except OSError as exc:
+        raise InvalidInput(f"migrations folder {folder} cannot be read: {exc.strerror}") from None
+
+
 def read_tree(path: str, services: list[str] | tuple[str, ...]) -> MigrationTree:
     """The service folders of ``path`` for ``services``, in the order of ``services``."""
     root = find_root(path)
@@ -65,12 +73,7 @@ def read_tree(path: str, services: list[str] | tuple[str, ...]) -> MigrationTree
         if not os.path.isdir(folder):
             tree.missing.append(service)
             continue
-        try:
-            tree.files[service] = sorted(
-                name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name))
-            )
-        except OSError as exc:
-            raise InvalidInput(f"migrations folder {folder} cannot be read: {exc.strerror}") from None
+        tree.files[service] = folder_files(folder)
     tree.ignored = [name for name in entries if name not in tree.files and name not in tree.missing]
     return tree
 

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 
 from ..errors import InvalidInput
-from ..migration_tree import find_root
+from ..migration_tree import folder_files, read_tree
 
 
 def _checked_members(archive: tarfile.TarFile, path: str) -> list[tarfile.TarInfo]:
@@ -62,36 +62,33 @@ def unpacked(path: str) -> Iterator[str]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _add_folder(archive: tarfile.TarFile, folder: str, name: str) -> None:
-    """The regular files at the top of ``folder`` (goose reads no deeper), as ``name/<file>``."""
-    try:
-        entries = sorted(os.listdir(folder))
-    except OSError as exc:
-        raise InvalidInput(f"migrations folder {folder} cannot be read: {exc.strerror}") from None
-    for entry in entries:
-        path = os.path.join(folder, entry)
-        if os.path.isfile(path):  # a link to a file is sent as the file it points to, as goose reads it
-            info = tarfile.TarInfo(f"{name}/{entry}" if name else entry)
-            info.mode = 0o600
-            with open(path, "rb") as data:
-                stat = os.fstat(data.fileno())
-                info.size, info.mtime = stat.st_size, int(stat.st_mtime)
-                archive.addfile(info, data)
+def _add_files(archive: tarfile.TarFile, folder: str, names: list[str], prefix: str) -> None:
+    """``names`` of ``folder`` as ``<prefix>/<name>``; a link to a file is sent as the file it points to, as goose
+    reads it."""
+    for name in names:
+        info = tarfile.TarInfo(f"{prefix}/{name}" if prefix else name)
+        info.mode = 0o600
+        with open(os.path.join(folder, name), "rb") as data:
+            stat = os.fstat(data.fileno())
+            info.size, info.mtime = stat.st_size, int(stat.st_mtime)
+            archive.addfile(info, data)
 
 
 def pack(src: str, services: Sequence[str] | None = None) -> tuple[str, bytes]:
     """``(folder, archive)``: the migration files of ``src`` as one gzip'd tar, for ``unpacked`` on the host.
 
     Without ``services``: the files of ``src``. With ``services``: ``src`` is a folder of service folders or a
-    Lamassu checkout (``find_root``), and only those services' folders are packed (a missing one is left out: the
-    module then names it)."""
-    folder = find_root(src) if services is not None else src
-    if not os.path.isdir(folder):
-        raise InvalidInput(f"migrations directory {folder} does not exist or is not a directory (on the controller)")
+    Lamassu checkout, read as the lookup ``migration_tree`` reads it (``read_tree``), and only those services'
+    folders are packed (a missing one is left out: the module then names it)."""
+    if services is None:
+        if not os.path.isdir(src):
+            raise InvalidInput(f"migrations directory {src} does not exist or is not a directory (on the controller)")
+        folder, files = src, {"": folder_files(src)}
+    else:
+        tree = read_tree(src, services)
+        folder, files = tree.root, tree.files
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as archive:
-        for service in services if services is not None else [""]:
-            path = os.path.join(folder, service) if service else folder
-            if os.path.isdir(path):
-                _add_folder(archive, path, service)
+        for service, names in files.items():
+            _add_files(archive, os.path.join(folder, service) if service else folder, names, service)
     return folder, buffer.getvalue()
