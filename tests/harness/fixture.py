@@ -225,6 +225,17 @@ def row_counts(scale: float) -> dict[str, int]:
     return counts
 
 
+def schema_versions(cluster: Cluster, database: str, schemas: Iterable[str]) -> dict[str, int]:
+    """The current goose version (highest ``version_id``) of each of ``schemas`` of ``database`` that has a goose
+    version table; the schemas without one are left out."""
+    versions = {}
+    for schema in schemas:
+        if cluster.query(database, "SELECT to_regclass(%s)", (f'"{schema}".{GOOSE_TABLE}',)) != [(None,)]:
+            query = sql.SQL("SELECT max(version_id) FROM {}").format(sql.Identifier(schema, GOOSE_TABLE))
+            versions[schema] = cluster.query(database, query)[0][0]
+    return versions
+
+
 def goose_rows(versions: Sequence[int], style: str = "goose") -> list[tuple[int, datetime]]:
     """The goose table's rows: plausible, deterministic apply times (never before the version's date).
 

@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 from tests.harness.ansible import recap_changed, run_local_play
+from tests.harness.fixture import schema_versions
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "migrations"
 NEWEST = {
@@ -36,11 +37,7 @@ def play(tmp_path: Path, pg, role_vars: dict, check: bool = False):
 
 
 def versions(pg, db: str) -> dict[str, int]:
-    out = {}
-    for schema in NEWEST:
-        if pg.query(db, "SELECT to_regclass(%s)", (f"{schema}.goose_db_version",)) != [(None,)]:
-            out[schema] = pg.query(db, f'SELECT max(version_id) FROM "{schema}".goose_db_version')[0][0]
-    return out
+    return schema_versions(pg, db, NEWEST)
 
 
 def test_role_migrates_every_service_and_is_idempotent(pg, tmp_path):

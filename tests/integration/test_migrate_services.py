@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 from tests.harness.ansible import run_module
+from tests.harness.fixture import schema_versions
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "migrations"
 SERVICES = ("ca", "kms", "va")
@@ -22,11 +23,7 @@ def fresh_db(pg) -> str:
 
 
 def versions(pg, db: str, schemas=SERVICES) -> dict:
-    out = {}
-    for schema in schemas:
-        if pg.query(db, "SELECT to_regclass(%s)", (f"{schema}.goose_db_version",)) != [(None,)]:
-            out[schema] = pg.query(db, f'SELECT max(version_id) FROM "{schema}".goose_db_version')[0][0]
-    return out
+    return schema_versions(pg, db, schemas)
 
 
 def tree(tmp_path: Path, services=SERVICES) -> Path:
