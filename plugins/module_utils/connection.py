@@ -95,8 +95,9 @@ class ConnectionParams:
         values = [self.password, *(str(v) for k, v in self.extra.items() if "pass" in str(k).lower())]
         return [v for v in values if v]
 
-    def dsn(self, database: str, schema: str) -> dict:
-        """Connection strings for a service: pgx form and libpq form, never with a password.
+    def dsn(self, database: str, schema: str, user: str | None = None) -> dict:
+        """Connection strings for a service: pgx form and libpq form, never with a password; ``user`` is the
+        service's own login role when known (else the login user of this connection).
 
         Every value is quoted as libpq's conninfo parser wants it; the schema is quoted as an identifier in
         ``search_path`` (capitals, spaces) and, in the libpq form, escaped once more for the server's splitting
@@ -106,7 +107,7 @@ class ConnectionParams:
         parts = [("host", host)] if host else []
         common = " ".join(
             f"{key}={conninfo_value(value)}"
-            for key, value in [*parts, ("port", self.port), ("user", self.user), ("dbname", database)]
+            for key, value in [*parts, ("port", self.port), ("user", user or self.user), ("dbname", database)]
         )
         search_path = quote_ident(schema)
         options = "-c search_path=" + re.sub(r"([\\\s])", r"\\\1", search_path)

@@ -24,6 +24,7 @@ from .goose.store import VersionStore
 from .goose_history import History
 from .lamassu import GOOSE_TABLE, MAINTENANCE_DATABASE, UNIFIED_DATABASE_NAMES
 from .migration_tree import find_root
+from .service_roles import goose_table_owner
 from .session import Session
 
 LOCAL_HOSTS = ("", "localhost", "127.0.0.1", "::1")
@@ -156,6 +157,7 @@ def read_schema(session: Session, schema: str) -> rules.SchemaFacts:
     return rules.SchemaFacts(
         exists=True,
         owner=row[0],
+        goose_owner=goose_table_owner(session, schema),
         objects=list(row[1]),
         tables=read_tables(session, schema),
         goose_version=history.current_version if has_goose else None,
@@ -174,6 +176,7 @@ def read_legacy(params: ConnectionParams, facts: rules.LegacyFacts) -> None:
         session = Session(conn, [])
         facts.tables = read_tables(session, SOURCE_SCHEMA)
         facts.stats = source_changes.read(session, SOURCE_SCHEMA)
+        facts.goose_owner = goose_table_owner(session, SOURCE_SCHEMA)
         store = VersionStore(session, SOURCE_SCHEMA, GOOSE_TABLE)
         if store.exists():
             facts.history = store.read()
@@ -298,6 +301,7 @@ def gather(params: ConnectionParams, request: rules.InfoRequest) -> dict:
         "cleanup": cleanup,
         "cutover": {"blockers": rules.cutover_blockers(services, request.accept_source_changes)},
         "phases": {phase: [s for s in request.services if phases[s] == phase] for phase in rules.PHASES},
+        "service_roles": {s: services[s]["service_role"] for s in request.services},
         "ready": not problems,
         "upgrade_done": rules.upgrade_done(services, problems),
         "problems": problems,

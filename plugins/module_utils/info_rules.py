@@ -19,6 +19,7 @@ import datetime
 import difflib
 from dataclasses import dataclass, field
 
+from . import service_roles as roles
 from .connection import ConnectionParams
 from .dbcopy import source_changes
 from .dbcopy.journal import CopyRecord
@@ -47,6 +48,8 @@ class InfoRequest:
     proxy_check: bool = True
     # Pending migrations older than the current version will be applied (the migrate module's allow_missing).
     allow_missing: bool = False
+    # The operator's service -> login role of the service (``service_roles.overrides``); the others are read.
+    service_roles: dict = field(default_factory=dict, hash=False, compare=False)
 
     def validate(self) -> None:
         check_identifier(self.database, "unified database")
@@ -104,6 +107,7 @@ class LegacyFacts:
     exists: bool = False
     owner: str | None = None
     owned: bool = False  # the login role is the owner or a member of it
+    goose_owner: str | None = None  # the owner of its goose table: the service's role (``service_roles``)
     size_bytes: int | None = None
     goose_version: int | None = None
     history: History | None = None
@@ -121,6 +125,7 @@ class LegacyFacts:
 class SchemaFacts:
     exists: bool = False
     owner: str | None = None
+    goose_owner: str | None = None
     objects: list[str] = field(default_factory=list)
     tables: list[dict] = field(default_factory=list)
     goose_version: int | None = None
@@ -466,8 +471,11 @@ def service_result(
     """``changes``: what the legacy database took since the recorded copy, None when there is nothing to compare."""
     schema = schema or SchemaFacts()
     copy = schema.copy or {}
+    role, role_from = service_role(request, service, legacy, schema)
     return {
         "phase": phase,
+        "service_role": role,
+        "service_role_from": role_from,
         "legacy_database": legacy.database,
         "legacy_goose_version": legacy.goose_version,
         "schema_goose_version": schema.goose_version,
@@ -480,5 +488,14 @@ def service_result(
         "source_changes": changes or [],
         "pending_migrations": migrations.pending if migrations else None,
         "blocked_go_migrations": migrations.blocked_go if migrations else [],
-        "dsn": params.dsn(request.database, service),
+        "dsn": params.dsn(request.database, service, role),
     }
+
+
+def service_role(request: InfoRequest, service: str, legacy: LegacyFacts, schema: SchemaFacts) -> tuple:
+    """The login role of ``service`` and where it was read from: the operator's, else the legacy database's
+    (its goose table's owner, else its owner), else, once that database is gone, the schema's."""
+    given = request.service_roles.get(service)
+    if legacy.exists:
+        return roles.decide(given, legacy.goose_owner, legacy.owner)
+    return roles.decide(given, schema.goose_owner, schema.owner if schema.exists else None)

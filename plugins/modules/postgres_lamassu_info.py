@@ -89,6 +89,16 @@ options:
     type: bool
     default: false
     version_added: 0.1.0
+  service_role:
+    description:
+      - The login role of the services (the one in each service's own config file, the Helm chart's
+        C(postgres.username)) - one role name for every service, or a mapping of service to role name.
+      - Services left out are read from the server - the owner of the goose table of the legacy database (the
+        migration tool creates it as the services' role), else the owner of the legacy database; once that database
+        is gone, the same of the service's schema.
+      - It names the user of RV(services.<service>.dsn) and is listed in RV(service_roles).
+    type: raw
+    version_added: 0.1.0
 attributes:
   check_mode:
     description: Reads the same facts; the module never changes anything.
@@ -222,13 +232,17 @@ services:
       C(source_changed) (the legacy database took writes after its recorded copy, or its statistics cannot prove
       it did not; null without both a copy and the legacy database), C(source_changes) (what changed, per table),
       C(pending_migrations) (null without O(migrations_path)), C(blocked_go_migrations), C(cleanup_blockers)
-      (why its legacy database may not be dropped yet, see RV(cleanup)) and C(dsn) (C(pgx) and C(libpq) connection
-      strings of the service, without password).
+      (why its legacy database may not be dropped yet, see RV(cleanup)), C(service_role) (the login role of the
+      service, see O(service_role)), C(service_role_from) (V(given), V(owner of its goose table) or
+      V(owner of its database)) and C(dsn) (C(pgx) and C(libpq) connection strings of the service as its own role,
+      without password).
   returned: always
   type: dict
   sample:
     ca:
       phase: copied
+      service_role: lamassu
+      service_role_from: owner of its goose table
       legacy_database: ca
       legacy_goose_version: 20260520120000
       schema_goose_version: 20260520120000
@@ -242,8 +256,8 @@ services:
       pending_migrations: null
       blocked_go_migrations: []
       cleanup_blockers: []
-      dsn: {pgx: "host=db port=5432 user=postgres dbname=lamassu search_path=ca",
-            libpq: "host=db port=5432 user=postgres dbname=lamassu options='-c search_path=ca'"}
+      dsn: {pgx: "host=db port=5432 user=lamassu dbname=lamassu search_path=ca",
+            libpq: "host=db port=5432 user=lamassu dbname=lamassu options='-c search_path=ca'"}
 cleanup:
   description:
     - What the C(legacy_cleanup) role may drop, and what blocks it.
@@ -282,6 +296,11 @@ phases:
   returned: always
   type: dict
   sample: {legacy: [], copied: [ca, va], migrated: [devicemanager], cleaned: []}
+service_roles:
+  description: The login role of each service (RV(services.<service>.service_role)).
+  returned: always
+  type: dict
+  sample: {ca: lamassu, devicemanager: lamassu, dmsmanager: lamassu, alerts: lamassu, va: lamassu, kms: lamassu}
 ready:
   description: Whether nothing blocks the upgrade (RV(problems) is empty).
   returned: always
@@ -311,6 +330,7 @@ queries:
   elements: str
 """
 
+from ansible_collections.lamassuiot.postgres.plugins.module_utils import service_roles
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import gather
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.info_rules import InfoRequest
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE, SERVICES
@@ -329,6 +349,7 @@ def argument_spec() -> dict:
         "accept_source_changes": {"type": "bool", "default": False},
         "proxy_check": {"type": "bool", "default": True},
         "allow_missing": {"type": "bool", "default": False},
+        "service_role": {"type": "raw"},
     }
 
 
@@ -345,6 +366,7 @@ def work(ctx: ModuleContext) -> dict:
         accept_source_changes=p["accept_source_changes"],
         proxy_check=p["proxy_check"],
         allow_missing=p["allow_missing"],
+        service_roles=service_roles.overrides(p["service_role"], tuple(p["services"])),
     )
     result = gather(ctx.connection, request)
     for notice in result["notices"]:
