@@ -109,12 +109,16 @@ class ConnectionParams:
             f"{key}={conninfo_value(value)}"
             for key, value in [*parts, ("port", self.port), ("user", user or self.user), ("dbname", database)]
         )
-        search_path = quote_ident(schema)
-        options = "-c search_path=" + re.sub(r"([\\\s])", r"\\\1", search_path)
         return {
-            "pgx": f"{common} search_path={conninfo_value(search_path)}",
-            "libpq": f"{common} options={conninfo_value(options, always=True)}",
+            "pgx": f"{common} search_path={conninfo_value(quote_ident(schema))}",
+            "libpq": f"{common} options={conninfo_value(search_path_option(schema), always=True)}",
         }
+
+
+def search_path_option(schema: str) -> str:
+    """libpq's ``options`` value that puts ``schema`` alone on the search path, escaped for the server's splitting
+    of ``options`` at white space."""
+    return "-c search_path=" + re.sub(r"([\\\s])", r"\\\1", quote_ident(schema))
 
 
 def conninfo_value(value, always: bool = False) -> str:

@@ -481,3 +481,16 @@ def restore(path: str, backup_suffix: str, check_mode: bool) -> dict:
         except OSError as exc:
             raise OperationFailed(f"{path}: cannot restore it from {backup} ({exc.strerror})") from None
     return result
+
+
+def storage_login(path: str) -> tuple[str | None, str | None]:
+    """The ``username`` and ``password`` of the storage block of a service's config file: how the service logs in.
+    Either is None when the file does not set it."""
+    data, _stat = _read(path)
+    text, _bom = _decode(data, path)
+    storage = _check_document(_load(text, path)).get(STORAGE) or {}
+    username, password = storage.get("username"), storage.get("password")
+    return (
+        None if username in (None, "") else str(username),
+        None if password is None else str(password),
+    )
