@@ -13,6 +13,9 @@ from psycopg2 import sql
 
 from tests.harness.ansible import run_module, run_tasks
 from tests.harness.fixture import GOOSE_HISTORY, build_legacy
+from tests.harness.pgcluster import throwaway_cluster
+from tests.integration.test_playbooks import SERVICES as PLAYBOOK_SERVICES
+from tests.integration.test_playbooks import latest_report, output, playbook, recap, write_inventory
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "migrations"
 SERVICES = ("va", "kms")
@@ -139,3 +142,28 @@ def test_a_role_that_may_not_write_the_record_still_migrates_with_a_warning(pg, 
     assert "recording it in lamassu_migration.migration_checks failed" in run.output, run.output
     assert records(pg, database) == {}
     assert info(pg, prefix, database)["phases"]["copied"] == list(SERVICES)
+
+
+def test_status_without_the_tree_agrees_with_the_upgrade_that_had_it(tmp_path):
+    """The issue: upgrade.yml with the release's tree (nothing to apply) said migrated, status.yml without it
+    said copied."""
+    root = tmp_path / "migrations"
+    for service in PLAYBOOK_SERVICES:
+        shutil.copytree(FIXTURES / service, root / service)
+    reports = tmp_path / "reports"
+    with throwaway_cluster() as cluster:
+        build_legacy(cluster, scale=0.001, services=PLAYBOOK_SERVICES)
+        inventory = write_inventory(tmp_path / "inventory.json", {"db1": ("dev", cluster, {})}, reports)
+
+        upgraded = playbook("upgrade.yml", inventory, "-e", f"lamassu_migrations_dir={root}")
+        assert upgraded.returncode == 0, output(upgraded)
+        assert "| phase migrated | 1 |" in latest_report(reports, "upgrade"), output(upgraded)
+        assert set(records(cluster, "lamassu")) == set(PLAYBOOK_SERVICES)
+
+        status = playbook("status.yml", inventory)
+        assert status.returncode == 0, output(status)
+        assert all(counts["changed"] == 0 for counts in recap(status).values())
+        report = latest_report(reports, "status")
+        assert "| phase migrated | 1 |" in report and "| phase copied | 0 |" in report, report
+        for service in PLAYBOOK_SERVICES:
+            assert f"| {service} | migrated | {max(GOOSE_HISTORY[service])} |" in report, report
