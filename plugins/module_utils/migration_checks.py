@@ -9,7 +9,8 @@ journal, upserted:
 
 * ``tree_digest``: sha256 of the schema's migration files (names and contents, in name order);
 * ``newest_version``: the newest version of the tree; ``goose_version``: the schema's version after the run;
-* ``pending``: what was pending after the run (always 0: nothing else is recorded); ``checked_at``.
+* ``pending``: what was pending after the run (always 0: nothing else is recorded); ``checked_at``;
+* ``schema_oid``: the record counts only while the schema of that OID carries the name, as the copy journal's.
 
 It is written only in a database that already has the journal schema (a unified database the copy wrote to), so
 a legacy database or any other database migrated with the module gets no new schema. Neither ``goose/`` nor
@@ -34,15 +35,16 @@ CHECKS_LOCK = "lamassuiot.postgres migration checks"
 
 DDL = """CREATE TABLE IF NOT EXISTS {table} (
     schema_name text PRIMARY KEY,
+    schema_oid oid NOT NULL,
     tree_digest text NOT NULL,
     newest_version bigint NOT NULL,
     goose_version bigint NOT NULL,
     pending integer NOT NULL,
     checked_at timestamptz NOT NULL DEFAULT now())"""
 
-UPSERT = """INSERT INTO {table} (schema_name, tree_digest, newest_version, goose_version, pending, checked_at)
-VALUES (%s, %s, %s, %s, %s, now())
-ON CONFLICT (schema_name) DO UPDATE SET tree_digest = EXCLUDED.tree_digest,
+UPSERT = """INSERT INTO {table} (schema_name, schema_oid, tree_digest, newest_version, goose_version, pending, checked_at)
+SELECT nspname, oid, %s, %s, %s, %s, now() FROM pg_namespace WHERE nspname = %s
+ON CONFLICT (schema_name) DO UPDATE SET schema_oid = EXCLUDED.schema_oid, tree_digest = EXCLUDED.tree_digest,
     newest_version = EXCLUDED.newest_version, goose_version = EXCLUDED.goose_version,
     pending = EXCLUDED.pending, checked_at = EXCLUDED.checked_at"""
 
@@ -100,7 +102,7 @@ def record_statements(check: MigrationCheck, table_exists: bool) -> list[tuple]:
     """The plan of one write, run in one transaction: the table when missing, then the upsert."""
     upsert = (
         sql.SQL(UPSERT).format(table=TABLE),
-        (check.schema, check.tree_digest, check.newest_version, check.goose_version, check.pending),
+        (check.tree_digest, check.newest_version, check.goose_version, check.pending, check.schema),
     )
     return ([] if table_exists else [(sql.SQL(DDL).format(table=TABLE), None)]) + [upsert]
 
@@ -124,13 +126,15 @@ class MigrationChecks:
         )
 
     def read(self, schema: str) -> MigrationCheck | None:
-        """The record of ``schema``; None without one (or without the table)."""
+        """The record of ``schema`` while the schema it was written for still carries that name (a schema dropped
+        and made again, by a rollback and a new copy, is not mistaken for it); None otherwise."""
         if not self.exists():
             return None
         row = self.session.fetch_one(
             sql.SQL(
-                "SELECT schema_name, tree_digest, newest_version, goose_version, pending, checked_at::text "
-                "FROM {} WHERE schema_name = %s"
+                "SELECT c.schema_name, c.tree_digest, c.newest_version, c.goose_version, c.pending, "
+                "c.checked_at::text FROM {} c JOIN pg_namespace n ON n.oid = c.schema_oid AND n.nspname = c.schema_name "
+                "WHERE c.schema_name = %s"
             ).format(TABLE),
             (schema,),
         )

@@ -121,6 +121,14 @@ def test_a_migrate_run_with_nothing_left_pending_makes_info_without_the_tree_say
     with_tree = info(pg, prefix, database, migrations_path=str(root))
     assert with_tree["phases"]["copied"] == ["kms"] and with_tree["phases"]["migrated"] == ["va"]
 
+    # A record of another schema of that name (dropped and made again since) does not count, and is replaced.
+    pg.execute(database, f"UPDATE {CHECKS} SET schema_oid = 0 WHERE schema_name = 'va'")
+    other = info(pg, prefix, database)
+    assert other["phases"]["copied"] == list(SERVICES) and other["services"]["va"]["migration_check"] is None
+    rewritten = run_module("postgres_lamassu_migrate", {**args, "services": ["va"]}, pg).result
+    assert rewritten["changed"] is True and rewritten["results"][0]["migration_check"]["written"] is True
+    assert info(pg, prefix, database)["phases"]["migrated"] == ["va"]
+
 
 def test_a_role_that_may_not_write_the_record_still_migrates_with_a_warning(pg, unique_name, tmp_path):
     prefix, database = f"{unique_name}_", f"{unique_name}_lamassu"

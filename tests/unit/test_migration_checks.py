@@ -62,5 +62,5 @@ def test_the_table_is_created_only_when_missing(table_exists, count):
     statements = record_statements(MigrationCheck("ca", "d", 2, 2), table_exists)
     assert len(statements) == count
     query, params = statements[-1]
-    assert params == ("ca", "d", 2, 2, 0)
+    assert params == ("d", 2, 2, 0, "ca")
     assert "ON CONFLICT (schema_name) DO UPDATE" in repr(query)
