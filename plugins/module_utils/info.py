@@ -22,7 +22,8 @@ from .goose.plan import pending_entries
 from .goose.source import collect
 from .goose.store import VersionStore
 from .goose_history import History
-from .lamassu import GOOSE_TABLE, MAINTENANCE_DATABASE, UNIFIED_DATABASE_NAMES
+from .lamassu import GOOSE_TABLE, JOURNAL_SCHEMA, MAINTENANCE_DATABASE, UNIFIED_DATABASE_NAMES
+from .migration_checks import CHECKS_TABLE, read_or_none
 from .migration_tree import find_root
 from .service_roles import goose_table_owner
 from .session import Session
@@ -259,7 +260,9 @@ def gather(params: ConnectionParams, request: rules.InfoRequest) -> dict:
             )
         found = migrations.get(service)
         pending = len(found.pending) if found and found.found and not found.error else None
-        phases[service] = rules.service_phase(legacy[service].exists, schema.copy, schema.goose_version, pending)
+        phases[service] = rules.service_phase(
+            legacy[service].exists, schema.copy, schema.goose_version, pending, schema.migration_check
+        )
     changes = {
         s: source_changes.compare(unified.schemas[s].recorded_stats, legacy[s].stats)
         for s in request.services
@@ -269,6 +272,7 @@ def gather(params: ConnectionParams, request: rules.InfoRequest) -> dict:
     to_copy = sum(legacy[s].size_bytes or 0 for s in request.services if phases[s] == "legacy" and legacy[s].exists)
     disk = measure_disk(params, data_directory, to_copy, request.disk_margin)
     problems, warnings = rules.assess(request, server, legacy, unified, phases, migrations, disk, others)
+    warnings += unified.notices
     warnings += [
         f"legacy database {legacy[s].database!r} changed after its copy into schema {s!r}: "
         f"{source_changes.summary(found)}; cutover and cleanup refuse it until it is copied again "
@@ -323,6 +327,10 @@ def read_unified(params: ConnectionParams, request: rules.InfoRequest, unified: 
                 schema.copy = rules.copy_summary(record) if record else None
                 schema.recorded_stats = record.source_stats if record else None
                 schema.freeze_recorded = journal.freeze_record(request.legacy_name(service))[0]
+            check, error = read_or_none(session, service)
+            schema.migration_check = check.as_dict() if check else None
+            if error and not unified.notices:  # one notice: the table is the same for every schema
+                unified.notices.append(f"{JOURNAL_SCHEMA}.{CHECKS_TABLE} cannot be read: {error}")
             unified.schemas[service] = schema
     except psycopg2.Error as exc:
         raise OperationFailed(f"Reading database {request.database!r} failed: {str(exc).strip()}") from None

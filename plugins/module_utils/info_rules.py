@@ -8,7 +8,9 @@ Phases of a service (decided by ``service_phase``, documented in the module):
 * ``legacy``: the journal of the unified database records no copy of the legacy database into the schema;
 * ``copied``: a recorded copy exists (and the schema is still that copy) while the legacy database still exists;
 * ``migrated``: copied and at its target: with the migration files, no migration of the service is pending (a
-  schema with a migration still pending is ``copied``, even when others ran); without them, the schema's goose
+  schema with a migration still pending is ``copied``, even when others ran); without them, the migrate module
+  recorded that a run against a tree left nothing pending (``migration_checks``) and the schema's goose version is
+  still the recorded one, or else (no record, or the version changed since: a ``down``) the schema's goose
   version moved past the copied version;
 * ``cleaned``: the legacy database is gone and the schema holds a recorded copy.
 """
@@ -133,9 +135,12 @@ class SchemaFacts:
     copy: dict | None = None
     freeze_recorded: bool = False
     recorded_stats: dict | None = None  # the source's counters at the snapshot of the recorded copy
+    # migration_checks.MigrationCheck.as_dict() of the schema: a migrate run left nothing pending (services.<s>)
+    migration_check: dict | None = None
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("history", "recorded_stats")}
+        hidden = ("history", "recorded_stats", "migration_check")
+        return {k: v for k, v in self.__dict__.items() if k not in hidden}
 
 
 @dataclass
@@ -145,9 +150,11 @@ class UnifiedFacts:
     can_create: bool = False
     journal: bool = False
     schemas: dict[str, SchemaFacts] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)  # what could not be read (returned in the module's notices)
 
     def as_dict(self) -> dict:
-        return {**{k: v for k, v in self.__dict__.items() if k != "schemas"}, "schemas": self.schema_dicts()}
+        facts = {k: v for k, v in self.__dict__.items() if k not in ("schemas", "notices")}
+        return {**facts, "schemas": self.schema_dicts()}
 
     def schema_dicts(self) -> dict:
         return {name: facts.as_dict() for name, facts in self.schemas.items()}
@@ -187,15 +194,35 @@ class MigrationFacts:
 
 
 # ------------------------------------------------------------------------------------------ pure rules
-def service_phase(legacy_exists: bool, copy: dict | None, schema_version: int | None, pending: int | None) -> str:
-    """The phase of one service; ``pending`` is the number of pending migrations, None when not known."""
+def service_phase(
+    legacy_exists: bool,
+    copy: dict | None,
+    schema_version: int | None,
+    pending: int | None,
+    check: dict | None = None,
+) -> str:
+    """The phase of one service; ``pending`` is the number of pending migrations, None when not known (no tree);
+    ``check``: the schema's record of a migrate run that left nothing pending (``migration_checks``), if any."""
     if copy is None:
         return "legacy"
     if not legacy_exists:
         return "cleaned"
     if pending is not None:  # the migrations are known: migrated means at the target, nothing pending
         return "migrated" if pending == 0 else "copied"
+    if check_holds(check, schema_version):
+        return "migrated"
     return "migrated" if (schema_version or 0) > (copy.get("goose_version") or 0) else "copied"
+
+
+def check_holds(check: dict | None, schema_version: int | None) -> bool:
+    """Whether a recorded migration check still describes the schema: nothing was pending and the goose version
+    is the one recorded (a ``down`` since then makes it stale)."""
+    return (
+        check is not None
+        and check.get("pending") == 0
+        and schema_version is not None
+        and check.get("goose_version") == schema_version
+    )
 
 
 def copy_summary(record: CopyRecord) -> dict:
@@ -487,6 +514,7 @@ def service_result(
         "source_changed": bool(changes) if changes is not None else None,
         "source_changes": changes or [],
         "pending_migrations": migrations.pending if migrations else None,
+        "migration_check": schema.migration_check,
         "blocked_go_migrations": migrations.blocked_go if migrations else [],
         "dsn": params.dsn(request.database, service, role),
     }

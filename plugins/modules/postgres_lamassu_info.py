@@ -15,8 +15,10 @@ description:
     schema is no longer that copy). V(copied) - a recorded copy exists and the legacy database still exists.
     V(migrated) - copied and at its target - with the migrations (O(migrations_path) or O(migration_files)), no
     migration of the service is pending (one still pending leaves it V(copied), even when others ran); without
-    them, the schema's goose version is higher than the copied version. V(cleaned) - the legacy database is gone and the
-    schema holds a recorded copy.
+    them, M(lamassuiot.postgres.postgres_lamassu_migrate) recorded that a run against a tree left nothing pending in
+    the schema (C(migration_check) of RV(services)) and the schema's goose version is still the recorded one,
+    or else (no record, or a record whose version no longer matches, after a C(down)) the schema's goose version is
+    higher than the copied version. V(cleaned) - the legacy database is gone and the schema holds a recorded copy.
   - RV(problems) lists every condition that stops an upgrade, all at once; RV(ready) is true when there is none.
   - Changes nothing, runs no statement that writes; check mode returns the same facts.
 extends_documentation_fragment:
@@ -234,7 +236,11 @@ services:
       C(pending_migrations) (null without O(migrations_path)), C(blocked_go_migrations), C(cleanup_blockers)
       (why its legacy database may not be dropped yet, see RV(cleanup)), C(service_role) (the login role of the
       service, see O(service_role)), C(service_role_from) (V(given), V(owner of its goose table) or
-      V(owner of its database)) and C(dsn) (C(pgx) and C(libpq) connection strings of the service as its own role,
+      V(owner of its database)), C(migration_check) (the record of the last
+      M(lamassuiot.postgres.postgres_lamassu_migrate) run that left nothing pending in the schema, in table
+      C(lamassu_migration.migration_checks) - C(tree_digest), C(newest_version), C(goose_version), C(pending),
+      C(checked_at) - or null; it decides the phase without O(migrations_path) while C(goose_version) is the
+      schema's) and C(dsn) (C(pgx) and C(libpq) connection strings of the service as its own role,
       without password).
   returned: always
   type: dict
@@ -255,6 +261,7 @@ services:
       source_changes: []
       pending_migrations: null
       blocked_go_migrations: []
+      migration_check: null
       cleanup_blockers: []
       dsn: {pgx: "host=db port=5432 user=lamassu dbname=lamassu search_path=ca",
             libpq: "host=db port=5432 user=lamassu dbname=lamassu options='-c search_path=ca'"}

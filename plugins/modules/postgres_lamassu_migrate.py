@@ -30,6 +30,15 @@ description:
     changes nothing. Check mode and the C(status) and C(version) commands take no lock and change nothing.
   - A file is refused before anything is applied when it is malformed (named with its line), or when it
     is a pending Go migration (C(.go)) without a Python port C(<version>_<name>.py).
+  - After C(up), C(up-by-one), C(up-to) or C(redo) leaves nothing pending in a schema, the run records it in table
+    C(lamassu_migration.migration_checks) of the database (one row per schema - the sha256 of the schema's migration
+    files, names and contents, the newest version of those files, the schema's goose version, 0 pending and the
+    time), so that M(lamassuiot.postgres.postgres_lamassu_info) without the migration files still calls the
+    service V(migrated). Only in a database that has schema C(lamassu_migration) already (a unified database the
+    copy wrote to); the table is created when missing. A record identical to the one stored is not written again;
+    a record written is a change and its statements are in RV(queries). When the login role may not read or write
+    the table, the run warns and goes on (the migration is done; the status without the files then follows the
+    goose version).
 extends_documentation_fragment:
   - lamassuiot.postgres.connection
 options:
@@ -266,6 +275,17 @@ migrations:
       type: str
   sample: [{version: 1, name: 00000000000001_init.sql, kind: sql, path: /tmp/m/00000000000001_init.sql,
             applied: true, applied_at: '2026-01-02 03:04:05.678901', state: applied}]
+migration_check:
+  description:
+    - What the run recorded (or, in check mode, would record) in C(lamassu_migration.migration_checks) for the
+      schema - C(tree_digest), C(newest_version), C(goose_version), C(pending) (0) - and C(written), false when the
+      stored record was the same already.
+    - Null when nothing is recorded - a command other than C(up), C(up-by-one), C(up-to) or C(redo), a migration
+      still pending, a database without schema C(lamassu_migration), or a role that may not write it (a warning).
+  returned: without O(services) (there, in each entry of RV(results))
+  type: dict
+  sample: {tree_digest: 9f2c..., newest_version: 20260520120000, goose_version: 20260520120000, pending: 0,
+           written: true}
 path:
   description:
     - The directory the migrations were read from; for an archive, the temporary directory it was unpacked into
@@ -276,7 +296,8 @@ path:
 results:
   description:
     - With O(services), one entry per schema run, in order, each with C(schema) and the returns of the single
-      form (RV(version_before), RV(version_after), RV(applied), RV(pending), RV(migrations), RV(queries)).
+      form (RV(version_before), RV(version_after), RV(applied), RV(pending), RV(migrations), RV(migration_check),
+      RV(queries)).
     - On failure the last entry is the schema that failed, with C(failed=true), C(msg) and, for a failed
       migration, RV(failed_migration); the schemas after it are not listed.
     - The top-level RV(version_before), RV(version_after), RV(applied), RV(pending) and RV(migrations) are not
@@ -289,7 +310,7 @@ results:
 queries:
   description:
     - Every statement that changed the database, in order, or that would in check mode; version-table
-      statements included. Never a password.
+      statements and the write of RV(migration_check) included. Never a password.
   returned: always
   type: list
   elements: str

@@ -50,6 +50,40 @@ def test_service_phase(legacy_exists, copy, schema_version, pending, phase):
     assert service_phase(legacy_exists, copy, schema_version, pending) == phase
 
 
+COPIED = 20250101000000
+NEWER = 20260101000000
+
+
+def check(goose_version: int, pending: int = 0) -> dict:
+    """A migration_checks record as info reads it."""
+    return {"tree_digest": "d", "newest_version": NEWER, "goose_version": goose_version, "pending": pending}
+
+
+@pytest.mark.parametrize(
+    ("legacy_exists", "schema_version", "pending", "recorded", "phase"),
+    [
+        # Without the tree: a record that still holds says migrated, even when the copy was the newest version.
+        (True, COPIED, None, check(COPIED), "migrated"),
+        (True, NEWER, None, check(NEWER), "migrated"),
+        # A record no longer matching the schema (a down since): the version rule decides.
+        (True, COPIED, None, check(NEWER), "copied"),
+        (True, NEWER, None, check(20270101000000), "migrated"),  # still past the copied version
+        (True, COPIED, None, check(COPIED, pending=1), "copied"),  # never written so, but not trusted
+        (True, None, None, check(COPIED), "copied"),  # no goose table in the schema any more
+        (True, COPIED, None, None, "copied"),  # no record: the version rule
+        # With the tree, the tree decides whatever the record says.
+        (True, COPIED, 1, check(COPIED), "copied"),
+        (True, COPIED, 0, check(NEWER), "migrated"),
+        # The record does not bring back a legacy or cleaned service.
+        (False, COPIED, None, check(COPIED), "cleaned"),
+    ],
+)
+def test_service_phase_with_a_migration_check(legacy_exists, schema_version, pending, recorded, phase):
+    copy = {"goose_version": COPIED}
+    assert service_phase(legacy_exists, copy, schema_version, pending, recorded) == phase
+    assert service_phase(legacy_exists, None, schema_version, pending, recorded) == "legacy"
+
+
 @pytest.mark.parametrize(
     ("started", "finished", "seconds"),
     [

@@ -15,10 +15,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .._pg import extensions, sql
+from .._pg import extensions, psycopg2, sql
 from ..connection import ConnectionParams, connect
 from ..errors import InvalidInput, LamassuError, OperationFailed
 from ..goose_history import History
+from ..lamassu import JOURNAL_SCHEMA
+from ..migration_checks import CHECKS_TABLE, MigrationCheck, MigrationChecks, digest_of_paths
 from ..session import Session
 from ..several import combined, failed_among
 from .archive import unpacked
@@ -147,15 +149,62 @@ def migrate_schemas(conn, requests: list[MigrateRequest], check_mode: bool, warn
                 raise failed_among(exc, request.schema, results) from None
         for item in planned:
             try:
-                results.append({"schema": item.request.schema, **_run(item, check_mode, warn)})
+                result = _run(item, check_mode, warn)
             except LamassuError as exc:
                 raise failed_among(exc, item.request.schema, results) from None
+            _record_check(item, result, check_mode, warn)
+            results.append({"schema": item.request.schema, **result})
         return results
     finally:
         if lock is not None and not conn.closed:
             if conn.get_transaction_status() != extensions.TRANSACTION_STATUS_IDLE:
                 conn.rollback()
             lock.release()
+
+
+# The commands after which a schema with nothing pending is recorded as checked against its tree.
+RECORDING_COMMANDS = frozenset({"up", "up-by-one", "up-to", "redo"})
+
+
+def _tree_files(migrations: list[MigrationSource]) -> list[str]:
+    return [m.path for m in migrations] + [m.go_path for m in migrations if m.go_path]
+
+
+def _record_check(planned: _Planned, result: dict, check_mode: bool, warn: Callable[[str], None]) -> None:
+    """Record in the database's journal schema that the schema was migrated against this tree and left nothing
+    pending (``migration_checks``), so that info without the tree knows it is at its target. Adds
+    ``migration_check`` to ``result``; a record written (or, in check mode, that would be) counts as a change.
+    A role that may not write the record gets a warning: the migration itself is done."""
+    result["migration_check"] = None
+    if planned.request.command not in RECORDING_COMMANDS or result["pending"]:
+        return
+    session, schema = planned.session, planned.request.schema
+    check = MigrationCheck(
+        schema=schema,
+        tree_digest=digest_of_paths(_tree_files(planned.migrations)),
+        newest_version=max(m.version for m in planned.migrations),
+        goose_version=result["version_after"],
+    )
+    checks = MigrationChecks(session)
+    listed = len(session.queries)
+    try:
+        statements = checks.plan(check)
+        if statements and not check_mode:
+            checks.apply(statements)
+    except (OperationFailed, psycopg2.Error) as exc:
+        del session.queries[listed:]  # rolled back
+        warn(
+            f"schema {schema!r} has nothing pending, but recording it in {JOURNAL_SCHEMA}.{CHECKS_TABLE} failed "
+            f"(a status read without the migrations tree may call it copied): {str(exc).strip()}"
+        )
+        return
+    if statements is None:
+        return
+    if check_mode:
+        session.queries.extend(session.render(query, params) for query, params in statements)
+    result["changed"] = result["changed"] or bool(statements)
+    recorded = {key: value for key, value in check.as_dict().items() if key != "checked_at"}
+    result["migration_check"] = {**recorded, "written": bool(statements)}
 
 
 def _single_result(result: dict) -> dict:
