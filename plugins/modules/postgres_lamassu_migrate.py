@@ -112,6 +112,16 @@ options:
         do not pass secrets this way.
     type: dict
     default: {}
+  run_as_owner:
+    description:
+      - Run the migrations as the owner of the version table (C(SET ROLE)) when that is not the login role and the
+        login role may take it (a superuser, or a member of it), so that what they create belongs to the service,
+        as when Lamassu's migration Job runs them as the services' own role. The version table is then written by
+        its owner too.
+      - V(false) runs them as the login role. A schema without a version table yet runs them as the login role.
+    type: bool
+    default: true
+    version_added: 0.1.0
 attributes:
   action:
     description: An action plugin sends the files of O(src) to the managed host; without O(src) it runs the module.
@@ -335,6 +345,7 @@ def argument_spec() -> dict:
         "table": {"type": "str", "default": GOOSE_TABLE},
         "allow_missing": {"type": "bool", "default": False},
         "env": {"type": "dict", "default": {}},
+        "run_as_owner": {"type": "bool", "default": True},
     }
 
 

@@ -82,6 +82,7 @@ class _Planned:
     table_exists: bool
     plan: Plan
     prepared: list[PreparedStep]
+    run_as: str | None = None  # the role the migrations run as (SET ROLE); None: the login role
 
 
 def _plan(conn, request: MigrateRequest) -> _Planned:
@@ -99,7 +100,8 @@ def _plan(conn, request: MigrateRequest) -> _Planned:
         # refused before anything ran: still say where the schema stands
         exc.result.update(_report(migrations, before, before, [], session.queries))
         raise
-    return _Planned(request, session, store, migrations, before, table_exists, plan, prepared)
+    run_as = store.owner_to_take() if request.run_as_owner and table_exists and plan.steps else None
+    return _Planned(request, session, store, migrations, before, table_exists, plan, prepared, run_as)
 
 
 def _run(planned: _Planned, check_mode: bool, warn: Callable[[str], None]) -> dict:
@@ -109,12 +111,15 @@ def _run(planned: _Planned, check_mode: bool, warn: Callable[[str], None]) -> di
         for message in _status_warnings(migrations, before):
             warn(message)
         return _report(migrations, before, before, [], queries)
-    search_path = sql.SQL("SET search_path TO {}").format(sql.Identifier(planned.request.schema))
+    # The session of the migrations: their schema first on the search path, and the role they run as.
+    setup = [sql.SQL("SET search_path TO {}").format(sql.Identifier(planned.request.schema))]
+    if planned.run_as:
+        setup.append(sql.SQL("SET ROLE {}").format(sql.Identifier(planned.run_as)))
     if check_mode:
         if planned.plan.steps:
             if not planned.table_exists:
                 queries.extend(session.render(q, p) for q, p in store.create_statements())
-            queries.append(session.render(search_path))
+            queries.extend(session.render(statement) for statement in setup)
         applied = []
         runner = Runner(session, store)
         for item in planned.prepared:
@@ -124,7 +129,11 @@ def _run(planned: _Planned, check_mode: bool, warn: Callable[[str], None]) -> di
             queries.append(session.render(query, params))
             applied.append(_applied_entry(item, statements, 0))
         return _report(migrations, before, planned.plan.after, applied, queries)
-    return _apply(session, store, migrations, before, planned.plan, planned.prepared, planned.table_exists, search_path)
+    try:
+        return _apply(session, store, migrations, before, planned.plan, planned.prepared, planned.table_exists, setup)
+    finally:
+        if planned.run_as and not session.conn.closed:
+            _reset_role(session.conn)
 
 
 def migrate_schemas(conn, requests: list[MigrateRequest], check_mode: bool, warn: Callable[[str], None]) -> list[dict]:
@@ -207,6 +216,15 @@ def _record_check(planned: _Planned, result: dict, check_mode: bool, warn: Calla
     result["migration_check"] = {**recorded, "written": bool(statements)}
 
 
+def _reset_role(conn) -> None:
+    """Back to the login role (the record of the run and the next schema are the login role's), after a failed
+    migration's transaction too."""
+    if conn.get_transaction_status() != extensions.TRANSACTION_STATUS_IDLE:
+        conn.rollback()
+    with conn.cursor() as cur:
+        cur.execute("RESET ROLE")
+
+
 def _single_result(result: dict) -> dict:
     """The result of one schema's run as the single-schema form returns it."""
     return {key: value for key, value in result.items() if key not in ("schema", "failed", "msg")}
@@ -220,14 +238,15 @@ def _single_error(exc: LamassuError) -> LamassuError:
     return type(exc)(failed["msg"], _single_result(failed))
 
 
-def _apply(session, store, migrations, before, plan, prepared, table_exists, search_path) -> dict:
+def _apply(session, store, migrations, before, plan, prepared, table_exists, setup) -> dict:
     queries = session.queries
     if not plan.steps:
         return _report(migrations, before, before, [], queries)
     runner = Runner(session, store)
     if not table_exists:
         runner.create_version_table()
-    session.execute(search_path, what="search_path")
+    for statement in setup:
+        session.execute(statement, what="session of the migrations")
     applied: list[dict] = []
     for item in prepared:
         started = time.monotonic()
@@ -284,6 +303,7 @@ def _requests(module_params: Mapping, path: str) -> list[MigrateRequest]:
             table=module_params["table"],
             allow_missing=module_params["allow_missing"],
             env=module_params["env"] or {},
+            run_as_owner=module_params.get("run_as_owner", True),
         )
         for schema in schemas
     ]

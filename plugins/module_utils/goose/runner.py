@@ -44,6 +44,9 @@ class MigrateRequest:
     table: str = GOOSE_TABLE
     allow_missing: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
+    # Run the migrations as the owner of the version table (SET ROLE), as Lamassu's migration Job runs them as the
+    # services' role, so that what they create belongs to the service.
+    run_as_owner: bool = True
 
     def validate(self) -> None:
         check_identifier(self.database, "database", allow_system=True)

@@ -24,6 +24,20 @@ class VersionStore:
     def exists(self) -> bool:
         return version_table_exists(self.session, self.schema, self.table)
 
+    def owner_to_take(self) -> str | None:
+        """The owner of the table when it is not the login role and the login role may take it (``SET ROLE``: a
+        superuser, or a member); otherwise None."""
+        row = self.session.fetch_one(
+            """
+            SELECT pg_get_userbyid(c.relowner), c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
+                   AND pg_has_role(current_user, c.relowner, 'MEMBER')
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')
+            """,
+            (self.schema, self.table),
+        )
+        return row[0] if row and row[1] else None
+
     def read(self) -> History:
         """Every row (``is_applied`` included); an absent table reads as an empty history."""
         history = read_history(self.session, self.schema, self.table)
