@@ -4,8 +4,9 @@
 
 Lamassu reads one YAML file per service (``/etc/lamassuiot/config.yml`` or ``$LAMASSU_CONFIG_FILE``) and decodes
 its flat ``storage:`` block (``provider``, ``hostname``, ``port``, ``username``, ``password``). The cutover changes
-only the keys it is given and leaves every other line as it was: other keys, comments, quoting, indentation, line
-endings, and the password, which it never writes. ruamel is not available on managed hosts, so the edit is done
+only the keys it is given (the database; the host, port and login role only when the operator names new ones) and
+leaves every other line as it was: other keys, comments, quoting, indentation, line endings, and the password,
+which it never writes. ruamel is not available on managed hosts, so the edit is done
 on lines and then proved: the edited text must parse (PyYAML) to the original document with only those keys
 changed, or nothing is written.
 """
@@ -48,20 +49,36 @@ _PLAIN_SAFE = re.compile(r"^[A-Za-z_/][A-Za-z0-9_./@+%=-]*$")
 
 
 def storage_settings(
-    hostname: str, port: int, username: str, database: str, database_key: str = DEFAULT_DATABASE_KEY
+    *,
+    database: str | None = None,
+    hostname: str | None = None,
+    port: int | None = None,
+    username: str | None = None,
+    database_key: str = DEFAULT_DATABASE_KEY,
 ) -> dict[str, object]:
-    """The keys the cutover writes, in the order new ones are added; never the password."""
-    if not hostname:
-        raise InvalidInput("hostname is empty: name the host the services use to reach PostgreSQL")
-    if not username:
-        raise InvalidInput("username is empty: name the login role of the services")
-    if not database:
-        raise InvalidInput("database is empty: name the unified database")
-    if not 0 < port < 65536:
-        raise InvalidInput(f"port {port} is not a TCP port")
+    """The keys the cutover writes, in the order new ones are added: ``provider`` and each setting given (None:
+    not given, the service keeps its own). Never the password.
+
+    The move changes the database; the host, the port and the login role of a service stay what they are unless
+    the operator names new ones, since the service keeps its own password line and a new user without it cannot
+    log in."""
+    given = {"hostname": hostname, "port": port, "username": username, database_key: database}
     if database_key in SECRET_KEYS or database_key in {"provider", "hostname", "port", "username"}:
         raise InvalidInput(f"database_key {database_key!r} names another storage setting")
-    return {"provider": PROVIDER, "hostname": hostname, "port": port, "username": username, database_key: database}
+    if all(value is None for value in given.values()):
+        raise InvalidInput(
+            f"no storage setting to write: give at least one of {database_key}, hostname, port, username"
+        )
+    for name, what in (
+        ("hostname", "name the host the services use to reach PostgreSQL"),
+        ("username", "name the login role of the services"),
+        (database_key, "name the unified database"),
+    ):
+        if given[name] is not None and not given[name]:
+            raise InvalidInput(f"{name} is empty: {what}, or leave it out")
+    if port is not None and not 0 < port < 65536:
+        raise InvalidInput(f"port {port} is not a TCP port")
+    return {"provider": PROVIDER, **{key: value for key, value in given.items() if value is not None}}
 
 
 @dataclass(frozen=True)

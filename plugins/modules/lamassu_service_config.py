@@ -8,11 +8,12 @@ short_description: Point a Lamassu service's own config file at the unified data
 version_added: 0.1.0
 description:
   - Edits the top-level C(storage) block of one Lamassu service config file (the file a service reads from
-    C(/etc/lamassuiot/config.yml) or C($LAMASSU_CONFIG_FILE)) so that it holds C(provider=postgres) and the given
-    O(hostname), O(port), O(username) and database (under the key O(database_key)).
+    C(/etc/lamassuiot/config.yml) or C($LAMASSU_CONFIG_FILE)) so that it holds C(provider=postgres), the database
+    (under the key O(database_key)) and, only when they are given, O(hostname), O(port) and O(username).
   - Changes only those keys. Every other line stays as it was, with its comments, quoting, indentation and line
     endings, and so do the mode and the owner of the file. The password is never written; a C(password) line
-    stays untouched.
+    stays untouched. So the login of the service stays its own (its C(username) with its C(password)) unless
+    O(username) names another role, whose password you then set yourself.
   - The edit is made on lines and proved before anything is written; the edited text must read back (PyYAML)
     as the original document with only those keys changed. A file that is not a YAML mapping, or whose
     C(storage) is not a mapping written as a block, is refused with the reason and left alone.
@@ -33,17 +34,25 @@ options:
     default: present
     choices: [present, restored]
   hostname:
-    description: Host name the service uses to reach PostgreSQL (C(storage.hostname)). Required with O(state=present).
+    description:
+      - Host name the service uses to reach PostgreSQL (C(storage.hostname)).
+      - Written only when given; without it the service keeps its own.
     type: str
   port:
-    description: Port of the server (C(storage.port)), written as an integer.
+    description:
+      - Port of the server (C(storage.port)), written as an integer.
+      - Written only when given; without it the service keeps its own.
     type: int
-    default: 5432
   username:
-    description: Login role of the service (C(storage.username)). Required with O(state=present).
+    description:
+      - Login role of the service (C(storage.username)).
+      - Written only when given; without it the service keeps its own login, which goes with its own C(password)
+        line. A new role needs its password set by hand (the module never writes one).
     type: str
   database:
-    description: The unified database, written under O(database_key).
+    description:
+      - The unified database, written under O(database_key).
+      - V(null) writes no database; then at least one of O(hostname), O(port), O(username) must be given.
     type: str
     default: lamassu
   database_key:
@@ -79,12 +88,16 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Point the CA service at its schema of the unified database
+- name: Point the CA service at the unified database, keeping its host, port and login
+  lamassuiot.postgres.lamassu_service_config:
+    path: /etc/lamassuiot/ca/config.yml
+    database: lamassu
+
+- name: Point the CA service at the unified database on another server
   lamassuiot.postgres.lamassu_service_config:
     path: /etc/lamassuiot/ca/config.yml
     hostname: db1.example.com
     port: 5432
-    username: lamassu
     database: lamassu
 
 - name: Put the file back as it was before the cutover
@@ -113,12 +126,12 @@ changed_keys:
   returned: when state is present
   type: list
   elements: str
-  sample: [hostname, database]
+  sample: [database]
 storage:
-  description: The storage settings the file holds after the run (without the password).
+  description: The storage settings the module wrote or found already set (the ones given, and C(provider)).
   returned: when state is present
   type: dict
-  sample: {provider: postgres, hostname: db1.example.com, port: 5432, username: lamassu, database: lamassu}
+  sample: {provider: postgres, hostname: db1.example.com, port: 5432, database: lamassu}
 restored:
   description: With O(state=restored), whether the content of the file changed (the backup is removed either way).
   returned: when state is restored
@@ -127,7 +140,7 @@ restored:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import InvalidInput, LamassuError
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import LamassuError
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.service_config import (
     DEFAULT_BACKUP_SUFFIX,
     DEFAULT_DATABASE_KEY,
@@ -144,7 +157,7 @@ def argument_spec() -> dict:
         "path": {"type": "path", "required": True},
         "state": {"type": "str", "default": "present", "choices": ["present", "restored"]},
         "hostname": {"type": "str"},
-        "port": {"type": "int", "default": 5432},
+        "port": {"type": "int"},
         "username": {"type": "str"},
         "database": {"type": "str", "default": "lamassu"},
         "database_key": {"type": "str", "default": DEFAULT_DATABASE_KEY, "no_log": False},
@@ -155,11 +168,12 @@ def argument_spec() -> dict:
 def work(params: dict, check_mode: bool) -> dict:
     if params["state"] == "restored":
         return restore(params["path"], params["backup_suffix"], check_mode)
-    missing = [name for name in ("hostname", "username") if not params[name]]
-    if missing:
-        raise InvalidInput(f"state=present needs {' and '.join(missing)}")
     settings = storage_settings(
-        params["hostname"], params["port"], params["username"], params["database"], params["database_key"]
+        database=params["database"],
+        hostname=params["hostname"],
+        port=params["port"],
+        username=params["username"],
+        database_key=params["database_key"],
     )
     return ensure_storage(params["path"], settings, params["backup_suffix"], check_mode)
 

@@ -20,10 +20,10 @@ tags ``engines/storage/postgres/<version>``):
 
 - ``v3.8.0`` (the default, ``LATEST_RELEASE``; ``GOOSE_HISTORY`` is its history): the newest v3 release
   the layout names; nothing of ``tests/fixtures/migrations`` is pending against it.
-- ``v3.7.0`` (``OLDER_RELEASE``): the release that brought the kms service; what is pending against it
-  is what an operator upgrading to v3.8.0 faces: metadata and settings from text to jsonb,
-  identity slots to jsonb, the device_groups table, two Go migrations (ca 20260331120000, dmsmanager
-  20260604110000) and ca 20260520120000.
+- ``v3.7.0`` (``OLDER_RELEASE``): the release that brought the kms service. Its tag already holds the
+  text-to-jsonb migrations (20251217120000 of ca, devicemanager and dmsmanager, devicemanager 20260120114735,
+  dmsmanager 20260113212700); what is pending against it is what an operator upgrading to v3.8.0 faces: the
+  device_groups table, two Go migrations (ca 20260331120000, dmsmanager 20260604110000) and ca 20260520120000.
 
 ``build_legacy(..., goose_table="chart-v3.2.0")`` makes the goose table the way the lamassu chart's
 3.0.0 -> 3.2.0 upgrade guide had operators make it (ca, devicemanager, dmsmanager, alerts): by hand,
@@ -128,11 +128,13 @@ GO_MIGRATIONS: dict[str, frozenset[int]] = {
     "kms": frozenset(),
 }
 
-# What v3.8.0 added after v3.7.0: pending against a v3.7.0 database.
+# What v3.8.0 added after v3.7.0: pending against a v3.7.0 database. The tag engines/storage/postgres/v3.7.0
+# already holds 20251217120000 (ca, devicemanager, dmsmanager), devicemanager 20260120114735 and dmsmanager
+# 20260113212700.
 NEW_IN_V3_8_0: dict[str, tuple[int, ...]] = {
-    "ca": (20251217120000, 20260331120000, 20260520120000),
-    "devicemanager": (20251217120000, 20260120114735, 20260120114736),
-    "dmsmanager": (20251217120000, 20260113212700, 20260604110000),
+    "ca": (20260331120000, 20260520120000),
+    "devicemanager": (20260120114736,),
+    "dmsmanager": (20260604110000,),
 }
 
 

@@ -50,16 +50,24 @@ kms_client:
 # A service without a storage block yet and without a password anywhere.
 KMS_CONFIG = "server:\n  port: 8085\n"
 OWNER = (1234, 2345)
+# The role the services log in with: the owner of their legacy database (no goose table in this one).
+SERVICE_ROLE = "lamassu_app"
 
 
 @pytest.fixture(scope="module")
 def cluster():
     """A cluster of its own: the role reads the legacy database ``ca`` by its fixed name. ``ca`` is copied, so
-    its schema may be pointed at; no other service is."""
+    its schema may be pointed at; no other service is. ``ca`` belongs to the services' role (SERVICE_ROLE), not to
+    the role Ansible logs in with."""
     with throwaway_cluster() as server:
         if server.external:
             pytest.skip("the cutover reads the fixed legacy name 'ca', which an external server may hold")
-        server.execute("postgres", "CREATE DATABASE ca", "CREATE DATABASE lamassu")
+        server.execute(
+            "postgres",
+            f"CREATE ROLE {SERVICE_ROLE} LOGIN",
+            f"CREATE DATABASE ca OWNER {SERVICE_ROLE}",
+            "CREATE DATABASE lamassu",
+        )
         server.execute("ca", "CREATE TABLE probe (id int)")
         copied = run_module(
             "postgres_db_to_schema",
@@ -75,7 +83,8 @@ def play(tmp_path: Path, cluster, variables: dict, tasks_from: str = "main", *ar
         "name": "Cutover",
         "ansible.builtin.include_role": {"name": "lamassuiot.postgres.cutover", "tasks_from": tasks_from},
     }
-    facts = {"lamassu_pg_host": "db.internal", "lamassu_pg_user": "lamassu", "lamassu_services": ["ca"], **variables}
+    # lamassu_pg_* is how Ansible logs in: the cutover writes none of it.
+    facts = {"lamassu_pg_host": "db.internal", "lamassu_pg_user": "ansible", "lamassu_services": ["ca"], **variables}
     return run_local_play(tmp_path, cluster, {"vars": facts, "tasks": [task]}, *args)
 
 
@@ -97,21 +106,24 @@ def test_files_edits_each_service_config_in_place_and_rollback_restores_it(clust
     planned = play(tmp_path, cluster, variables, "main", "--check", "--diff")
     assert changed(planned) == 1
     assert ca.read_text() == CA_CONFIG and not ca_backup.exists(), "check mode writes nothing"
-    assert "+  database: lamassu" in planned.stdout and "+  hostname: db.internal" in planned.stdout
+    assert "+  database: lamassu" in planned.stdout and "hostname: db.internal" not in planned.stdout
     assert "db-secret" not in planned.stdout and "bus-secret" not in planned.stdout
 
-    assert changed(play(tmp_path, cluster, variables)) == 1
+    run = play(tmp_path, cluster, variables)
+    assert changed(run) == 1
+    shown = re.search(r'"ca \(copied\): [^"]*"', run.stdout)
+    assert shown and f" user={SERVICE_ROLE} dbname=lamassu search_path=ca" in shown.group(0), (
+        "the connection shown is the service's own role"
+    )
     written = yaml.safe_load(ca.read_text())
-    storage = written.pop("storage")
-    assert storage.pop("provider") == "postgres"
-    assert storage.pop("hostname") == "db.internal"
-    assert storage.pop("port") == 5432
-    assert storage.pop("username") == "lamassu"
-    assert storage.pop("database") == "lamassu"
-    assert storage == {"log_level": "info", "password": "db-secret"}, "the password and the other keys stay"
     original = yaml.safe_load(CA_CONFIG)
-    del original["storage"]
+    assert written.pop("storage") == {**original.pop("storage"), "database": "lamassu"}, (
+        "only the database is added: the service keeps its host, port, username and the password that goes with it"
+    )
     assert written == original
+    assert ca.read_text() == CA_CONFIG.replace(
+        '  password: "db-secret"\n', '  password: "db-secret"\n  database: lamassu\n'
+    )
     assert "#couch_db | postgres | dynamo_db" in ca.read_text() and "#http | https" in ca.read_text()
     info = os.stat(ca)
     assert stat.S_IMODE(info.st_mode) == 0o640 and (info.st_uid, info.st_gid) == OWNER
@@ -134,20 +146,39 @@ def test_a_service_without_a_storage_block_gets_one_without_a_password(cluster, 
         "lamassu_services": ["ca"],
         "cutover_target": "files",
         "cutover_service_configs": {"ca": str(kms)},
-        "cutover_pg_port": 6432,
+        "cutover_pg_port": "6432",
     }
     assert changed(play(tmp_path, cluster, variables)) == 1
     assert yaml.safe_load(kms.read_text()) == {
         "server": {"port": 8085},
-        "storage": {
-            "provider": "postgres",
-            "hostname": "db.internal",
-            "port": 6432,
-            "username": "lamassu",
-            "database": "lamassu",
-        },
+        "storage": {"provider": "postgres", "port": 6432, "database": "lamassu"},
     }
     assert kms.read_text().startswith(KMS_CONFIG)
+
+
+def test_host_port_and_login_are_written_only_when_given(cluster, tmp_path):
+    config = tmp_path / "config.yml"
+    config.write_text(CA_CONFIG)
+    variables = {
+        "cutover_target": "files",
+        "cutover_service_configs": {"ca": str(config)},
+        "cutover_pg_host": "pg.svc",
+        "cutover_pg_port": 6432,
+        "cutover_pg_user": "lamassu_new",
+    }
+    run = play(tmp_path, cluster, variables)
+    assert changed(run) == 1
+    storage = yaml.safe_load(config.read_text())["storage"]
+    assert storage == {
+        "log_level": "info",
+        "provider": "postgres",
+        "hostname": "pg.svc",
+        "port": 6432,
+        "username": "lamassu_new",
+        "password": "db-secret",
+        "database": "lamassu",
+    }
+    assert "user=lamassu_new dbname=lamassu search_path=ca" in run.stdout, "the new login is the one shown"
 
 
 @pytest.mark.parametrize(
@@ -196,16 +227,23 @@ def test_helm_writes_the_chart_values_and_shows_the_upgrade(cluster, tmp_path):
 
     run = play(tmp_path, cluster, variables)
     assert changed(run) > 0
-    assert yaml.safe_load(values.read_text()) == {
-        "postgres": {"hostname": "db.internal", "port": 5432, "username": "lamassu", "database": "lamassu"}
-    }
-    command = f"helm upgrade lamassu lamassuiot/lamassu --namespace lamassu-prod --reuse-values -f {values}"
+    assert yaml.safe_load(values.read_text()) == {"postgres": {"database": "lamassu"}}, (
+        "the release keeps its own host, port, username and password"
+    )
+    command = f"helm upgrade lamassu lamassu/lamassu --namespace lamassu-prod --reset-then-reuse-values -f {values}"
     assert command in run.stdout
+    assert "migrations.db.databases=[]" in run.stdout, "the next step says what the chart's migration Jobs need"
     assert stat.S_IMODE(os.stat(values).st_mode) == 0o644
 
     again = play(tmp_path, cluster, {**variables, "cutover_helm_base_values": ["/etc/lamassu/my values.yml"]})
     assert changed(again) == 0
     assert re.search(r"--namespace lamassu-prod -f '/etc/lamassu/my values.yml' -f \S+values.yml", again.stdout)
+
+    moved = play(tmp_path, cluster, {**variables, "cutover_pg_host": "pg.svc", "cutover_pg_user": "lamassu_new"})
+    assert changed(moved) > 0
+    assert yaml.safe_load(values.read_text()) == {
+        "postgres": {"hostname": "pg.svc", "username": "lamassu_new", "database": "lamassu"}
+    }
 
     undone = play(tmp_path, cluster, variables, "rollback")
     assert changed(undone) == 1 and not values.exists()

@@ -13,6 +13,7 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.report import 
     host_summary,
     migrated_by_this_run,
     playbook_fix,
+    service_rows,
     service_runs,
     step_durations,
 )
@@ -415,3 +416,19 @@ def test_run_index_lists_the_runs_newest_first():
     assert runs[1]["html"] == "lamassu-upgrade-20260101T000000Z.html"
     assert all(is_run_report(report) for report in (old, new))
     assert not any(is_run_report(data) for data in ([], {"title": "x"}, {**old, "hosts": [{"name": "a"}]}))
+
+
+def test_the_connection_string_column_names_the_services_own_role():
+    """The column shows info's dsn, which names the role the service logs in with, not the one Ansible uses."""
+    pgx = "host=db port=5432 user=lamassu_app dbname=lamassu search_path=ca"
+    info = {
+        "services": {
+            "ca": {
+                "phase": "copied",
+                "service_role": "lamassu_app",
+                "dsn": {"pgx": pgx, "libpq": "host=db port=5432 user=lamassu_app dbname=lamassu"},
+            }
+        }
+    }
+    [row] = service_rows(info, {}, ["ca"], set())
+    assert row["dsn"] == pgx

@@ -20,7 +20,9 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.service_config
     storage_settings,
 )
 
-SETTINGS = storage_settings("db.internal", 5432, "lamassu", "lamassu")
+SETTINGS = storage_settings(hostname="db.internal", port=5432, username="lamassu", database="lamassu")
+# What the cutover writes by default: the database only; the service keeps its host, port and login.
+DATABASE_ONLY = storage_settings(database="lamassu")
 WRITTEN = {
     "provider": "postgres",
     "hostname": "db.internal",
@@ -225,23 +227,63 @@ def test_an_equal_value_is_left_as_written():
 
 
 def test_the_database_key_can_be_named():
-    settings = storage_settings("h", 1, "u", "pki", database_key="dbname")
+    settings = storage_settings(hostname="h", port=1, username="u", database="pki", database_key="dbname")
     assert storage_of(edit_storage("storage:\n  hostname: x\n", settings).after)["dbname"] == "pki"
 
 
 @pytest.mark.parametrize(
-    ("args", "fragment"),
+    ("given", "written"),
     [
-        (("", 5432, "u", "d"), "hostname is empty"),
-        (("h", 5432, "", "d"), "username is empty"),
-        (("h", 5432, "u", ""), "database is empty"),
-        (("h", 0, "u", "d"), "not a TCP port"),
-        (("h", 5432, "u", "d", "password"), "another storage setting"),
+        ({"database": "lamassu"}, {"provider": "postgres", "database": "lamassu"}),
+        ({"port": 6432}, {"provider": "postgres", "port": 6432}),
+        (
+            {"database": "pki", "hostname": "h", "database_key": "dbname"},
+            {"provider": "postgres", "hostname": "h", "dbname": "pki"},
+        ),
+        (
+            {"database": "d", "hostname": "h", "port": 1, "username": "u"},
+            {"provider": "postgres", "hostname": "h", "port": 1, "username": "u", "database": "d"},
+        ),
     ],
 )
-def test_settings_are_checked(args, fragment):
+def test_only_the_settings_given_are_written(given, written):
+    settings = storage_settings(**given)
+    assert settings == written and list(settings) == list(written)
+
+
+@pytest.mark.parametrize(
+    ("given", "fragment"),
+    [
+        ({}, "no storage setting to write"),
+        ({"database": None}, "no storage setting to write"),
+        ({"database": "d", "hostname": ""}, "hostname is empty"),
+        ({"database": "d", "username": ""}, "username is empty"),
+        ({"database": ""}, "database is empty"),
+        ({"database": "", "database_key": "dbname"}, "dbname is empty"),
+        ({"database": "d", "port": 0}, "not a TCP port"),
+        ({"database": "d", "database_key": "password"}, "another storage setting"),
+        ({"database": "d", "database_key": "username"}, "another storage setting"),
+    ],
+)
+def test_settings_are_checked(given, fragment):
     with pytest.raises(InvalidInput, match=fragment):
-        storage_settings(*args)
+        storage_settings(**given)
+
+
+def test_by_default_the_service_keeps_its_host_port_and_login_with_its_password():
+    edit = edit_storage(SERVICE_CONFIG, DATABASE_ONLY)
+    assert edit.changed_keys == ("database",)
+    assert storage_of(edit.after) == {
+        "log_level": "info",
+        "provider": "postgres",
+        "hostname": "postgres-old",
+        "port": 5432,
+        "username": "admin",
+        "password": "db-secret",
+        "database": "lamassu",
+    }
+    added = [line for line in difflib.ndiff(SERVICE_CONFIG.splitlines(), edit.after.splitlines()) if line[:1] in "+-"]
+    assert added == ["+   database: lamassu"]
 
 
 def test_the_diff_shows_the_storage_block_without_the_password():

@@ -1,14 +1,14 @@
 -- Database "ca": certificates, CA certificates, issuance profiles.
 -- Tables as the upstream migrations of lamassuiot engines/storage/postgres/migrations/ca left them:
--- section "schema" at v3.7.0 (through 20251106120000), sections "*_v3_8_0" the steps to v3.8.0
--- (20251217120000, 20260331120000, 20260520120000). ca_certificate_requests (20250115095852) is gone:
+-- section "schema" at v3.7.0 (through 20251217120000), sections "*_v3_8_0" the steps to v3.8.0
+-- (20260331120000, 20260520120000). ca_certificate_requests (20250115095852) is gone:
 -- 20251106000000 dropped it, before v3.7.0.
 -- Row i of certificates is a CA for i <= n_ca, a device certificate otherwise.
 
 -- @schema
 -- 00000000000001 with the renames of 20241223183344 (key_meta_*, text revocation_reason), 20250107164937
 -- (is_ca), 20250226114600 (Go: key_id became subject_key_id, authority key and issuer columns) and
--- 20250704101200 (version_schema). metadata is still text.
+-- 20250704101200 (version_schema); metadata becomes jsonb below (20251217120000).
 CREATE TABLE certificates (
 	serial_number text NOT NULL,
 	metadata text NULL,
@@ -87,10 +87,11 @@ CREATE TABLE issuance_profiles (
 	crypto_enforcement_allowed_ecdsa_key_sizes text DEFAULT '{}'
 );
 
--- @schema_v3_8_0
--- 20251217120000: metadata from text to jsonb (the tables are still empty here).
+-- 20251217120000 (in v3.7.0): metadata from text to jsonb (the tables are still empty here).
 ALTER TABLE ca_certificates ALTER COLUMN metadata TYPE jsonb USING metadata::jsonb;
 ALTER TABLE certificates ALTER COLUMN metadata TYPE jsonb USING metadata::jsonb;
+
+-- @schema_v3_8_0
 -- 20260331120000 (Go): the certificate extensions as jsonb lists; version_schema dropped (a dropped attribute).
 ALTER TABLE certificates
 	ADD COLUMN extensions_key_usage jsonb NOT NULL DEFAULT '[]'::jsonb,

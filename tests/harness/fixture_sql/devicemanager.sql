@@ -1,6 +1,6 @@
 -- Database "devicemanager": devices and device groups.
--- Section "schema" as at v3.7.0 (00000000000001, 20250925120000 Go), sections "*_v3_8_0" the steps to v3.8.0:
--- 20251217120000 (metadata to jsonb), 20260120114735 (identity_slot to jsonb), 20260120114736 (device_groups).
+-- Section "schema" as at v3.7.0 (00000000000001, 20250925120000 Go, 20251217120000 metadata to jsonb,
+-- 20260120114735 identity_slot to jsonb), sections "*_v3_8_0" the step to v3.8.0: 20260120114736 (device_groups).
 
 -- @schema
 CREATE TABLE devices (
@@ -16,10 +16,10 @@ CREATE TABLE devices (
 	extra_slots text NULL,
 	events text NULL
 );
-
--- @schema_v3_8_0
 ALTER TABLE devices ALTER COLUMN metadata TYPE jsonb USING metadata::jsonb;
 ALTER TABLE devices ALTER COLUMN identity_slot TYPE jsonb USING identity_slot::jsonb;
+
+-- @schema_v3_8_0
 CREATE TABLE device_groups (
 	id uuid DEFAULT gen_random_uuid() NOT NULL,
 	name text NOT NULL,

@@ -1,7 +1,7 @@
 -- Database "dmsmanager": device management services (DMS) and their settings.
--- Section "schema" as at v3.7.0 (00000000000001, 20241230124809 and 20250612100530, both Go), section
--- "schema_v3_8_0" the steps to v3.8.0: 20251217120000 (metadata to jsonb), 20260113212700 (settings to
--- jsonb); 20260604110000 (Go) rewrites settings only.
+-- Section "schema" as at v3.7.0 (00000000000001, 20241230124809 and 20250612100530, both Go, 20251217120000
+-- metadata to jsonb, 20260113212700 settings to jsonb). The step to v3.8.0, 20260604110000 (Go), rewrites
+-- settings only: no section of its own.
 
 -- @schema
 CREATE TABLE dms (
@@ -11,8 +11,6 @@ CREATE TABLE dms (
 	creation_ts timestamptz NULL,
 	settings text NULL
 );
-
--- @schema_v3_8_0
 ALTER TABLE dms ALTER COLUMN metadata TYPE jsonb USING metadata::jsonb;
 ALTER TABLE dms ALTER COLUMN settings TYPE jsonb USING settings::jsonb;
 
