@@ -20,6 +20,8 @@ The rooms of the copy (``plugins/module_utils/dbcopy/``), from the top down:
 - ``target.py`` the target database: connection and lock, the target schema's
   state, the staging schema (built, published, dropped as a leftover), the
   extensions needed;
+- ``access.py`` the owner and grants of the published schema, the service's
+  login role and the grants it lacks on the database and its schema;
 - ``snapshot.py`` what is read from the source before rows move: catalog,
   exported snapshot, page ranges, hashable tables;
 - ``request.py`` what all share: ``CopyRequest``, ``staging_name``, constants,
