@@ -11,6 +11,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.request import staging_name
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import GOOSE_TABLE, JOURNAL_SCHEMA
 from tests.harness.ansible import run_module
 from tests.harness.catalog import catalog_snapshot, diff_descriptions
@@ -138,7 +139,7 @@ def test_the_service_role_uses_its_copies_check_apply_rerun(pg, legacy):
         ["GRANT CREATE"],
         ["GRANT CONNECT, CREATE"],
     ), va["queries"]
-    assert f'ALTER SCHEMA "va" OWNER TO "{app}"' in va["queries"]
+    assert f'ALTER SCHEMA "{staging_name("va")}" OWNER TO "{app}"' in va["queries"]
     assert not diff_descriptions(before, catalog_snapshot(pg.connect(target)), ("before", "after check mode"))
     assert database_privileges(pg, app, target)["CREATE"] is False
 
@@ -252,3 +253,23 @@ def test_unknown_roles_or_services_fail_before_anything_changes(pg, legacy, opti
     assert failed.get("failed") is True and fragment in failed["msg"], failed.get("msg")
     assert not diff_descriptions(before, catalog_snapshot(pg.connect(target)), ("before", "after the failure"))
     assert JOURNAL_SCHEMA not in {n for (n,) in query(pg, target, "SELECT nspname FROM pg_namespace")}
+
+
+def test_a_non_superuser_login_with_createdb_and_membership_in_the_app_role(pg, legacy):
+    """Ansible logs in as a role that is no superuser: CREATEDB and a member of the services' role."""
+    prefix, app, _target, summary = legacy
+    ops = login_role(pg, unique("ops"))
+    query(pg, "postgres", sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(ops)))
+    query(pg, "postgres", sql.SQL("GRANT {} TO {}").format(sql.Identifier(app), sql.Identifier(ops)))
+    login = {"login_host": "127.0.0.1", "login_port": pg.port, "login_user": ops, "login_password": PASSWORD}
+    target = unique("lamassu")
+    made = run_module("postgres_lamassu_schema", {"database": target, "schemas": SERVICES}, connection=login).result
+    assert not made.get("failed"), made.get("msg")
+    args = {"services": SERVICES, "source_prefix": prefix, "target_database": target}
+    copied = run_module(MODULE, args, connection=login).result
+    assert copied["changed"] is True and not copied.get("failed"), copied.get("msg")
+    assert PASSWORD not in str(copied)
+    for service in SERVICES:
+        assert_service_uses(pg, app, target, service, summary[prefix + service]["tables"])
+    again = run_module(MODULE, args, connection=login).result
+    assert again["changed"] is False and not again.get("failed"), again.get("msg")

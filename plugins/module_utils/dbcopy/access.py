@@ -25,6 +25,7 @@ from .._pg import sql
 from ..errors import InvalidInput
 from ..lamassu import GOOSE_TABLE, SERVICES
 from ..service_roles import DATABASE_OWNER_PSEUDO_ROLE, concrete, decide, goose_table_owner, overrides
+from . import ddl
 from .catalog import SCHEMA_QUERY
 from .catalog_model import Grant, SourceCatalog, grants_from_rows
 from .request import CopyRequest
@@ -63,6 +64,21 @@ def mapped_acl(acl: list[Grant] | None, database_owner: str | None) -> list[Gran
 def published_owner(given: str | None, catalog: SourceCatalog, database_owner: str | None) -> str:
     """The owner of the published schema: the operator's, else the source schema's (made concrete)."""
     return concrete(given or catalog.schema_owner, database_owner) or catalog.schema_owner
+
+
+def published(given_owner: str | None, catalog: SourceCatalog, database_owner: str | None):
+    """Owner and grants of the published schema: ``published_owner`` and ``mapped_acl``."""
+    return published_owner(given_owner, catalog, database_owner), mapped_acl(catalog.schema_acl, database_owner)
+
+
+def schema_statements(schema: str, owner: str, acl: list[Grant] | None) -> list[sql.Composable]:
+    """Give ``schema`` its owner and exactly ``acl``. Run on the staging schema before the objects get their
+    owners: a new owner of a table needs CREATE on its schema (a login role that is no superuser)."""
+    target = sql.Identifier(schema)
+    return [
+        sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(target, sql.Identifier(owner)),
+        *ddl.grant_statements("SCHEMA", target, owner, acl),
+    ]
 
 
 def catalog_goose_owner(catalog: SourceCatalog) -> str | None:

@@ -183,8 +183,11 @@ class Engine:
         self.job.phase = "final"
         self.job.hooks.pause("final")
         staging = self.job.staging
+        owner, acl = access.published(self.request.owner, catalog, self.job.source_owner)
         with session.conn:
             session.execute(search_path)
+            for statement in access.schema_statements(staging, owner, acl):
+                session.execute(statement, what="owner and grants of the schema")
             for statement in ddl.final(catalog, staging):
                 session.execute(statement, what="constraints, views and grants")
             for statement in ddl.sequence_values(catalog, staging):

@@ -230,10 +230,10 @@ def _search_path(job: CopyJob, session: Session, catalog: SourceCatalog, needed)
 def publish(
     job: CopyJob, session: Session, journal: Journal, catalog: SourceCatalog, outcomes: list[TableOutcome], started_at
 ) -> None:
-    """In one transaction: the staging schema takes the target's name, the source schema's owner (or the
-    operator's) and grants, the comment of the schema it replaces (else the source's), and the service role what
-    it lacks (``access``); the journal records the copy. A target schema still there is replaced
-    (``check_target`` allowed it)."""
+    """In one transaction: the staging schema (given its owner and grants in the final phase) takes the target's
+    name and the comment of the schema it replaces (else the source's), the service role what it lacks
+    (``access``); the journal records the copy. A target schema still there is replaced (``check_target``
+    allowed it)."""
     req = job.request
     with session.conn:
         session.execute(sql.SQL("SET LOCAL synchronous_commit TO on"))
@@ -247,13 +247,9 @@ def publish(
         session.execute(
             sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(job.staging), target), what="publish"
         )
-        owner = access.published_owner(req.owner, catalog, job.source_owner)
-        acl = access.mapped_acl(catalog.schema_acl, job.source_owner)
         comment = existing.comment if existing.exists else catalog.schema_comment
-        session.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(target, sql.Identifier(owner)))
-        for statement in ddl.grant_statements("SCHEMA", target, owner, acl):
-            session.execute(statement)
         session.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(target, sql.Literal(comment)))
+        owner, acl = access.published(req.owner, catalog, job.source_owner)  # given in the final phase
         access.ensure(session, job.service_role, req.target_database, req.target, owner, acl)
         journal.record_copy(
             CopyRecord(
