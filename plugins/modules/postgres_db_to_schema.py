@@ -55,8 +55,37 @@ options:
   target_schema:
     description:
       - Schema to create in O(target_database). Defaults to the name of O(source_database).
-      - An existing empty schema is replaced by the copy, keeping its owner, grants and comment.
+      - An existing empty schema is replaced by the copy, keeping its comment; its owner and grants are those of
+        the source schema (O(owner)).
     type: str
+  owner:
+    description:
+      - Owner of the published schema.
+      - Defaults to the owner of O(source_schema) in the source database, where C(pg_database_owner) (the owner
+        of schema C(public) on PostgreSQL 15 and newer) becomes the owner of the source database; any other owner
+        stays as in the source.
+      - The schema's grants are always those of the source schema, with grants to C(pg_database_owner) made to
+        the owner of the source database (so C(USAGE) for C(PUBLIC) comes along).
+      - Owners of the objects in the schema stay those of the source.
+      - A role that does not exist on the server fails the run before anything changes.
+    type: str
+    version_added: 0.1.0
+  service_role:
+    description:
+      - The login role of the service (the Helm chart's C(postgres.username)), which gets what it lacks of
+        C(CONNECT) and C(CREATE) on O(target_database) and C(USAGE) and C(CREATE) on the published schema, each
+        granted only when the role does not hold it yet (owners and superusers need nothing).
+      - C(CREATE) on the database is what Lamassu's migration tool checks first (C(CREATE SCHEMA IF NOT EXISTS
+        <service>)); the database gets grants, not a new owner, since the services share it.
+      - One role name, or a mapping of service (target schema) to role name, for example with O(services); a
+        mapping may name any Lamassu service besides those of the run, another name is an error. Services it
+        does not name are read as when it is unset.
+      - Defaults to the owner of the source's goose table, else the owner of the source database.
+      - Also on a re-run over a recorded copy, which then grants what is missing (a copy made by an older
+        version) and reports a change.
+      - A role that does not exist on the server fails the run before anything changes.
+    type: raw
+    version_added: 0.1.0
   state:
     description:
       - V(present) copies.
@@ -181,6 +210,12 @@ EXAMPLES = r"""
     freeze_source: true
   register: copies
 
+- name: Copy two services whose login roles differ, the schemas owned by lamassu_admin
+  lamassuiot.postgres.postgres_db_to_schema:
+    services: [ca, kms]
+    owner: lamassu_admin
+    service_role: {ca: lamassu_ca, kms: lamassu_kms}
+
 - name: Remove the copy and lift the freeze (rollback)
   lamassuiot.postgres.postgres_db_to_schema:
     source_database: ca
@@ -225,8 +260,15 @@ duration_s:
   description: Wall time of the run in seconds.
   returned: always
   type: float
+service_role:
+  description: The login role of the service (O(service_role)), which the copy gave what it lacked; null when it
+    cannot be told (a recorded copy without goose table whose source database is gone).
+  returned: without O(services) (there, in each entry of RV(results))
+  type: str
+  version_added: 0.1.0
+  sample: lamassu_app
 dsn:
-  description: Connection strings for the service, without password.
+  description: Connection strings for the service, as its service role (RV(service_role)), without password.
   returned: without O(services) (there, in each entry of RV(results))
   type: dict
   contains:
@@ -237,8 +279,8 @@ dsn:
       description: libpq form, with C(options='-c search_path=...').
       type: str
   sample:
-    pgx: "host=db port=5432 user=postgres dbname=lamassu search_path=ca"
-    libpq: "host=db port=5432 user=postgres dbname=lamassu options='-c search_path=ca'"
+    pgx: "host=db port=5432 user=lamassu_app dbname=lamassu search_path=ca"
+    libpq: "host=db port=5432 user=lamassu_app dbname=lamassu options='-c search_path=ca'"
 source_changed:
   description:
     - Whether the source database took writes (or changed its tables) after the recorded copy, from the server's
@@ -298,6 +340,7 @@ queries:
   elements: str
 """
 
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.access import given_roles
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.engine import run_copies, run_copy
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.request import CopyRequest
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE
@@ -321,6 +364,8 @@ def argument_spec() -> dict:
         "discard_changes": {"type": "bool", "default": False},
         "accept_source_changes": {"type": "bool", "default": False},
         "progress_file": {"type": "path"},
+        "owner": {"type": "str"},
+        "service_role": {"type": "raw"},
     }
 
 
@@ -336,6 +381,7 @@ SHARED = (
     "drop_source",
     "discard_changes",
     "accept_source_changes",
+    "owner",
 )
 
 
@@ -343,12 +389,22 @@ def work(ctx: ModuleContext) -> dict:
     params = ctx.params
     shared = {key: params[key] for key in SHARED}
     if params["services"] is not None:
+        roles = given_roles(params["service_role"], params["services"])
         requests = [
-            CopyRequest(source_database=params["source_prefix"] + service, target_schema=service, **shared)
+            CopyRequest(
+                source_database=params["source_prefix"] + service,
+                target_schema=service,
+                service_role=roles.get(service),
+                **shared,
+            )
             for service in params["services"]
         ]
         return run_copies(ctx.connection, requests, ctx.check_mode, log=ctx.log)
-    request = CopyRequest(source_database=params["source_database"], target_schema=params["target_schema"], **shared)
+    target = params["target_schema"] or params["source_database"]
+    role = given_roles(params["service_role"], [target]).get(target)
+    request = CopyRequest(
+        source_database=params["source_database"], target_schema=params["target_schema"], service_role=role, **shared
+    )
     return run_copy(ctx.connection, request, ctx.check_mode, log=ctx.log, progress_file=params["progress_file"])
 
 

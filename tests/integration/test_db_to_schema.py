@@ -272,18 +272,22 @@ def test_target_with_data_is_named_in_refusal(pg, legacy):
     assert query(pg, target, "SELECT n FROM va.notes") == [("keep",)]
 
 
-def test_existing_empty_target_schema_keeps_its_owner(pg, legacy):
+def test_existing_empty_target_schema_takes_the_owner_of_the_source(pg, legacy):
+    """The empty schema of postgres_lamassu_schema (the login user's) is replaced by one owned as the source's
+    public (pg_database_owner on PostgreSQL 15+: the legacy database's owner, admin)."""
     prefix, _summary, target = legacy
-    setup = run_module(
-        "postgres_lamassu_schema", {"database": target, "schemas": ["alerts"], "owner": "admin"}, pg
-    ).result
+    setup = run_module("postgres_lamassu_schema", {"database": target, "schemas": ["alerts"]}, pg).result
     assert not setup.get("failed"), setup.get("msg")
     result = run_module(
         MODULE, {"source_database": prefix + "alerts", "target_database": target, "target_schema": "alerts"}, pg
     )
     assert result.result["changed"] is True and not result.result.get("failed"), result.result.get("msg")
+    (source_owner,) = query(
+        pg, prefix + "alerts", "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public'"
+    )[0]
+    expected = "admin" if source_owner == "pg_database_owner" else source_owner
     assert query(pg, target, "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'alerts'") == [
-        ("admin",)
+        (expected,)
     ]
     assert_faithful(pg, prefix + "alerts", target, "alerts")
 

@@ -119,10 +119,11 @@ def test_modules_at_vvv_real_and_check_mode(cluster, tmp_path):
     assert not real.results[0].get("failed") and not real.results[1].get("failed"), real.results
     for run in (check, real):
         assert_nowhere(cluster, run)
-    # the dsn handed to services has the host part, never the password
+    # the dsn handed to services has the host part and the service's own role, never the password
     copied = real.results[2]
     if not copied.get("failed"):
-        assert ROLE in copied["dsn"]["libpq"]
+        assert f"host={cluster.host} " in copied["dsn"]["libpq"]
+        assert f"user={copied['service_role']} " in copied["dsn"]["libpq"]
 
 
 def test_failing_connections_and_statements(cluster, tmp_path):

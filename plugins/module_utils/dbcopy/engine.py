@@ -20,6 +20,8 @@ The rooms of the copy (``plugins/module_utils/dbcopy/``), from the top down:
 - ``target.py`` the target database: connection and lock, the target schema's
   state, the staging schema (built, published, dropped as a leftover), the
   extensions needed;
+- ``access.py`` the owner and grants of the published schema, the service's
+  login role and the grants it lacks on the database and its schema;
 - ``snapshot.py`` what is read from the source before rows move: catalog,
   exported snapshot, page ranges, hashable tables;
 - ``request.py`` what all share: ``CopyRequest``, ``staging_name``, constants,
@@ -39,11 +41,11 @@ from __future__ import annotations
 import contextlib
 
 from .._pg import psycopg2
-from ..connection import ConnectionParams
-from ..errors import InvalidInput, LamassuError, OperationFailed
+from ..connection import ConnectionParams, connect
+from ..errors import ConnectionFailed, InvalidInput, LamassuError, OperationFailed
 from ..session import Session
 from ..several import combined, failed_among
-from . import ddl, freeze, removal, snapshot, source_changes, target
+from . import access, ddl, freeze, removal, snapshot, source_changes, target
 from .catalog_model import SourceCatalog
 from .hooks import Hooks
 from .journal import CopyRecord, Journal
@@ -90,9 +92,11 @@ class Engine:
 
     def _present(self, session: Session) -> dict:
         job, req = self.job, self.request
+        access.check_roles(session, req)
         journal = Journal(session)
         record = journal.published(req.source_database, req.source_schema, req.target)
         source_exists = database_exists(session, req.source_database)
+        job.source_owner = access.database_owner(session, req.source_database) if source_exists else None
         if record:
             job.source_changes = removal.source_changes_since(job, record.source_stats) if source_exists else None
             if not (job.source_changes and req.if_target_exists == "replace"):
@@ -108,6 +112,7 @@ class Engine:
                 f"{req.target_database!r} records no copy of it into schema {req.target!r}"
             )
         catalog = snapshot.plan_catalog(job)
+        job.service_role = access.service_role(req.service_role, access.catalog_goose_owner(catalog), job.source_owner)
         existing = target.target_state(session, req.target)
         replace = target.check_target(job, existing)
         needed = target.extensions_needed(job, session, catalog)
@@ -178,8 +183,11 @@ class Engine:
         self.job.phase = "final"
         self.job.hooks.pause("final")
         staging = self.job.staging
+        owner, acl = access.published(self.request.owner, catalog, self.job.source_owner)
         with session.conn:
             session.execute(search_path)
+            for statement in access.schema_statements(staging, owner, acl):
+                session.execute(statement, what="owner and grants of the schema")
             for statement in ddl.final(catalog, staging):
                 session.execute(statement, what="constraints, views and grants")
             for statement in ddl.sequence_values(catalog, staging):
@@ -211,6 +219,10 @@ class Engine:
                 removal.drop_source(job, session, journal, job.source_changes)  # read once, above
         else:
             job.source_dropped = True
+        job.service_role = access.recorded_service_role(session, req, job.source_owner)
+        if access.repair(session, job.service_role, req.target_database, req.target):
+            changed = True
+            job.log(f"granted the service role {job.service_role} what it lacked")
         job.log(f"already copied (journal entry {record.id}, {record.finished_at})")
         tables = [{k: t.get(k) for k in TABLE_RESULT_KEYS} for t in record.tables]
         result = job.result(changed, record.goose_version, tables)
@@ -297,6 +309,7 @@ def run_copies(params: ConnectionParams, requests: list[CopyRequest], check_mode
         raise InvalidInput("services is empty: name at least one service to copy")
     for request in requests:
         request.validate()
+    check_roles(params, requests)
     results: list[dict] = []
     for request in requests:
         try:
@@ -304,3 +317,17 @@ def run_copies(params: ConnectionParams, requests: list[CopyRequest], check_mode
         except LamassuError as exc:
             raise failed_among(exc, request.target, results) from None
     return {**combined(results), "duration_s": round(sum(result.get("duration_s") or 0 for result in results), 3)}
+
+
+def check_roles(params: ConnectionParams, requests: list[CopyRequest]) -> None:
+    """Every ``owner`` and ``service_role`` of the run exists, before the first copy starts; without a target
+    database to ask, each copy checks its own."""
+    try:
+        conn = connect(params, requests[0].target_database)
+    except ConnectionFailed:
+        return
+    try:
+        for request in requests:
+            access.check_roles(Session(conn, []), request)
+    finally:
+        conn.close()

@@ -55,6 +55,8 @@ class CopyRequest:
     drop_source: bool = False
     discard_changes: bool = False
     accept_source_changes: bool = False
+    owner: str | None = None  # of the published schema; None: the source schema's
+    service_role: str | None = None  # the service's login role; None: read from the source
 
     @property
     def target(self) -> str:
@@ -65,6 +67,10 @@ class CopyRequest:
         check_identifier(self.source_schema, "source schema", allow_system=True)
         check_identifier(self.target_database, "target database", allow_system=True)
         check_identifier(self.target, "target schema")
+        if self.owner:
+            check_identifier(self.owner, "owner", allow_system=True)
+        if self.service_role:
+            check_identifier(self.service_role, "service role", allow_system=True)
         if self.target.startswith(STAGING_PREFIX) or self.target == JOURNAL_SCHEMA:
             raise InvalidInput(f"The target schema name {self.target!r} is reserved for the copy's own use")
         if self.source_database == self.target_database:
@@ -126,6 +132,8 @@ class CopyJob:
         self.source_dropped = False
         self.source_stats: dict | None = None  # the source's counters at the snapshot of this run's copy
         self.source_changes: list[str] | None = None  # since the recorded copy; None while not known
+        self.source_owner: str | None = None  # the owner of the source database, once read
+        self.service_role: str | None = None  # the service's login role (``access``), once decided
 
     @property
     def phase(self) -> str:
@@ -186,7 +194,8 @@ class CopyJob:
             "source_changed": bool(self.source_changes) if self.source_changes is not None else None,
             "source_changes": self.source_changes or [],
             "duration_s": round(self.elapsed(), 3),
-            "dsn": self.params.dsn(req.target_database, req.target),
+            "service_role": self.service_role,
+            "dsn": self.params.dsn(req.target_database, req.target, self.service_role),
             "queries": self.queries,
         }
 

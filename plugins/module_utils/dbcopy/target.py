@@ -13,9 +13,9 @@ from ..errors import ConnectionFailed, InvalidInput, LamassuError, OperationFail
 from ..lamassu import COLLECTION_VERSION, GOOSE_TABLE
 from ..locks import LockKey, take, try_lock
 from ..session import Session
-from . import ddl
+from . import access, ddl
 from .catalog import acl_expr, extension_schemas, reading_path
-from .catalog_model import SourceCatalog, grants_from_rows
+from .catalog_model import SourceCatalog
 from .journal import CopyRecord, Journal
 from .request import LOCK_RETRY_SECONDS, MESSAGE_OBJECTS, STAGING_MARKER, CopyJob, TableOutcome
 
@@ -230,8 +230,10 @@ def _search_path(job: CopyJob, session: Session, catalog: SourceCatalog, needed)
 def publish(
     job: CopyJob, session: Session, journal: Journal, catalog: SourceCatalog, outcomes: list[TableOutcome], started_at
 ) -> None:
-    """In one transaction: the staging schema takes the target's name, owner, grants and comment; the journal
-    records the copy. A target schema still there is replaced (``check_target`` allowed it)."""
+    """In one transaction: the staging schema (given its owner and grants in the final phase) takes the target's
+    name and the comment of the schema it replaces (else the source's), the service role what it lacks
+    (``access``); the journal records the copy. A target schema still there is replaced (``check_target``
+    allowed it)."""
     req = job.request
     with session.conn:
         session.execute(sql.SQL("SET LOCAL synchronous_commit TO on"))
@@ -245,13 +247,10 @@ def publish(
         session.execute(
             sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(job.staging), target), what="publish"
         )
-        owner = existing.owner if existing.exists else catalog.schema_owner
-        acl = grants_from_rows(existing.acl) if existing.exists else catalog.schema_acl
         comment = existing.comment if existing.exists else catalog.schema_comment
-        session.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(target, sql.Identifier(owner)))
-        for statement in ddl.grant_statements("SCHEMA", target, owner, acl):
-            session.execute(statement)
         session.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(target, sql.Literal(comment)))
+        owner, acl = access.published(req.owner, catalog, job.source_owner)  # given in the final phase
+        access.ensure(session, job.service_role, req.target_database, req.target, owner, acl)
         journal.record_copy(
             CopyRecord(
                 id=0,
