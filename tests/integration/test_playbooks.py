@@ -176,7 +176,9 @@ def test_fleet_rollout_stops_at_the_first_failed_host_then_completes_idempotentl
 def test_rollback_restores_the_legacy_layout_and_cleanup_needs_confirmation(tmp_path):
     reports = tmp_path / "reports"
     config = tmp_path / "lamassu.yml"
-    config.write_text("original: true\n")
+    # The service logs in with its own role and password, which the cutover keeps (the login check uses them).
+    original = "original: true\nstorage:\n  username: admin\n  password: admin-pw\n"
+    config.write_text(original)
     hooks, hook_log = tmp_path / "hooks.yml", tmp_path / "hooks.log"
     hooks.write_text(
         json.dumps(
@@ -194,7 +196,7 @@ def test_rollback_restores_the_legacy_layout_and_cleanup_needs_confirmation(tmp_
     with throwaway_cluster() as cluster:
         if cluster.external:
             pytest.skip("the playbooks use the fixed legacy names, which an external server may hold")
-        build_legacy(cluster, scale=0.001, services=SERVICES)
+        build_legacy(cluster, scale=0.001, services=SERVICES, app_password="admin-pw")
         inventory = write_inventory(
             tmp_path / "inventory.json",
             {
@@ -215,8 +217,8 @@ def test_rollback_restores_the_legacy_layout_and_cleanup_needs_confirmation(tmp_
         upgraded = playbook("upgrade.yml", inventory)
         assert upgraded.returncode == 0, output(upgraded)
         rendered = config.read_text()
-        assert rendered.startswith("original: true\nstorage:\n") and "  database: lamassu\n" in rendered
-        assert Path(f"{config}.pre-lamassu").read_text() == "original: true\n"
+        assert rendered.startswith(original) and rendered.endswith("  database: lamassu\n"), rendered
+        assert Path(f"{config}.pre-lamassu").read_text() == original
         assert not accepts_writes(cluster, "ca")
         assert hook_log.read_text() == "stop\nstart\n"
 
@@ -241,7 +243,7 @@ def test_rollback_restores_the_legacy_layout_and_cleanup_needs_confirmation(tmp_
         schemas = {n for (n,) in query(cluster, "lamassu", "SELECT nspname FROM pg_namespace")}
         assert not schemas & set(SERVICES)
         assert all(accepts_writes(cluster, service) for service in SERVICES)
-        assert config.read_text() == "original: true\n"
+        assert config.read_text() == original
         assert not Path(f"{config}.pre-lamassu").exists()
         assert hook_log.read_text() == "stop\nstart\n" * 2
         assert "| phase legacy | 1 |" in latest_report(reports, "rollback")
