@@ -182,7 +182,7 @@ def run_checks(session: Session, database: str, service: str, found: ServiceLogi
         """,
         (service,),
     )
-    found.tables = [name for name, *_ in tables]
+    found.tables = [row[0] for row in tables]
     if GOOSE_TABLE not in found.tables:
         found.problems.append(f"{who}: schema {service!r} has no goose table {GOOSE_TABLE!r}")
     for name, *writes in tables:

@@ -48,7 +48,9 @@ ON CONFLICT (schema_name) DO UPDATE SET schema_oid = EXCLUDED.schema_oid, tree_d
     newest_version = EXCLUDED.newest_version, goose_version = EXCLUDED.goose_version,
     pending = EXCLUDED.pending, checked_at = EXCLUDED.checked_at"""
 
-TABLE = sql.Identifier(JOURNAL_SCHEMA, CHECKS_TABLE)
+
+def _table() -> sql.Composable:
+    return sql.Identifier(JOURNAL_SCHEMA, CHECKS_TABLE)
 
 
 @dataclass(frozen=True)
@@ -101,10 +103,10 @@ def digest_of_paths(paths: Iterable[str]) -> str:
 def record_statements(check: MigrationCheck, table_exists: bool) -> list[tuple]:
     """The plan of one write, run in one transaction: the table when missing, then the upsert."""
     upsert = (
-        sql.SQL(UPSERT).format(table=TABLE),
+        sql.SQL(UPSERT).format(table=_table()),
         (check.tree_digest, check.newest_version, check.goose_version, check.pending, check.schema),
     )
-    return ([] if table_exists else [(sql.SQL(DDL).format(table=TABLE), None)]) + [upsert]
+    return ([] if table_exists else [(sql.SQL(DDL).format(table=_table()), None)]) + [upsert]
 
 
 class MigrationChecks:
@@ -135,7 +137,7 @@ class MigrationChecks:
                 "SELECT c.schema_name, c.tree_digest, c.newest_version, c.goose_version, c.pending, "
                 "c.checked_at::text FROM {} c JOIN pg_namespace n ON n.oid = c.schema_oid AND n.nspname = c.schema_name "
                 "WHERE c.schema_name = %s"
-            ).format(TABLE),
+            ).format(_table()),
             (schema,),
         )
         return MigrationCheck(*row) if row else None

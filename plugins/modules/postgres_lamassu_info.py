@@ -98,7 +98,7 @@ options:
       - Services left out are read from the server - the owner of the goose table of the legacy database (the
         migration tool creates it as the services' role), else the owner of the legacy database; once that database
         is gone, the same of the service's schema.
-      - It names the user of RV(services.<service>.dsn) and is listed in RV(service_roles).
+      - It names the user of each service's C(dsn) in RV(services) and is listed in RV(service_roles).
     type: raw
     version_added: 0.1.0
 attributes:
@@ -304,7 +304,7 @@ phases:
   type: dict
   sample: {legacy: [], copied: [ca, va], migrated: [devicemanager], cleaned: []}
 service_roles:
-  description: The login role of each service (RV(services.<service>.service_role)).
+  description: The login role of each service (C(service_role) of each service in RV(services)).
   returned: always
   type: dict
   sample: {ca: lamassu, devicemanager: lamassu, dmsmanager: lamassu, alerts: lamassu, va: lamassu, kms: lamassu}

@@ -39,7 +39,7 @@ def test_the_digest_of_files_on_disk_names_them_by_base_name(tmp_path):
         (tmp_path / folder).mkdir()
         for name, contents in FILES:
             (tmp_path / folder / name).write_bytes(contents)
-    digests = {digest_of_paths(str(tmp_path / folder / name) for name, _ in FILES) for folder in ("a", "b")}
+    digests = {digest_of_paths(str(tmp_path / folder / name) for name, _contents in FILES) for folder in ("a", "b")}
     assert digests == {tree_digest(FILES)}
 
 
