@@ -3,13 +3,14 @@
 
 DOCUMENTATION = r"""
 name: controller
-short_description: The controller host, the process id of the running ansible-playbook and its directory
+short_description: The controller host, the process id and the run id of the running ansible-playbook
 version_added: 0.1.0
 description:
   - Returns the name of the controller host and the process id of the C(ansible-playbook) (or C(ansible))
     process that runs the play, whichever Ansible process evaluates the lookup.
-  - The playbooks of the collection name the owner of the server-wide upgrade lock with it
-    (M(lamassuiot.postgres.postgres_lamassu_lock)).
+  - Also the id of the run, the start time of that process, the same in every play, batch and host of the run.
+  - The playbooks of the collection name their run (C(lamassu_run_id), the report files) and the owner of the
+    server-wide upgrade lock (M(lamassuiot.postgres.postgres_lamassu_lock)) with it.
   - With O(report_dir), also whether the report directory can be written (the preflight's check, without a module
     run).
 options:
@@ -43,6 +44,13 @@ _raw:
       description: The process id of the main Ansible process of the run.
       type: int
       sample: 41235
+    run_id:
+      description:
+        - The id of the run - the UTC start time of that process, C(%Y%m%dT%H%M%SZ) - read from C(/proc) on
+          Linux, from C(ps) elsewhere; the current time when neither tells.
+        - The same in every process of the run, so that no play (one that C(--limit) may skip) has to name the run.
+      type: str
+      sample: 20261202T073303Z
     cwd:
       description:
         - The directory C(ansible-playbook) runs in (its real working directory, not C($PWD), which a caller may
@@ -72,6 +80,8 @@ import socket  # noqa: E402
 
 from ansible.module_utils.ansible_release import __version__ as ansible_core_version  # noqa: E402
 from ansible.plugins.lookup import LookupBase  # noqa: E402
+
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.run_id import run_id  # noqa: E402
 
 COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -110,6 +120,7 @@ class LookupModule(LookupBase):
             {
                 "host": socket.gethostname().split(".")[0] or "unknown",
                 "pid": pid,
+                "run_id": run_id(pid),
                 "cwd": os.getcwd(),
                 "collection_version": collection_version(),
                 "ansible_core_version": ansible_core_version,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import re
 import subprocess
@@ -290,6 +291,63 @@ def test_rollback_restores_the_legacy_layout_and_cleanup_needs_confirmation(tmp_
         refused = playbook("rollback.yml", inventory)
         assert refused.returncode != 0 and "are dropped, their schemas hold the only copy" in refused.stdout
         assert copied_schemas(cluster) == sorted(SERVICES)
+
+
+def test_limit_to_one_host_works_on_every_playbook_and_a_rolling_run_has_one_id(tmp_path):
+    reports = tmp_path / "reports"
+    with contextlib.ExitStack() as stack:
+        clusters = {name: stack.enter_context(throwaway_cluster()) for name in ("host1", "host2")}
+        if len({c.port for c in clusters.values()}) < 2:
+            pytest.skip("an external server cannot stand for two hosts")
+        for cluster in clusters.values():
+            build_legacy(cluster, scale=0.0001, services=("va",))
+        only_va = {"lamassu_services": ["va"]}
+        inventory = write_inventory(
+            tmp_path / "inventory.json", {h: ("dev", c, only_va) for h, c in clusters.items()}, reports
+        )
+
+        def run(name: str, *args: str) -> tuple[subprocess.CompletedProcess, str]:
+            """The playbook and the one id of the report files it wrote, the start time of ansible-playbook."""
+            before = {p.name for p in reports.glob("*.json")} if reports.exists() else set()
+            launched = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+            proc = playbook(name, inventory, *args)
+            assert proc.returncode == 0, output(proc)
+            written = sorted(p.name for p in reports.glob("lamassu-*.json") if p.name not in before)
+            assert len(written) == 1, (written, output(proc))
+            title, run_id = re.fullmatch(r"lamassu-(\w+)-(\d{8}T\d{6}Z)\.json", written[0]).groups()
+            assert title == name.removesuffix(".yml")
+            started = datetime.datetime.strptime(run_id, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
+            assert launched - datetime.timedelta(seconds=1) <= started <= launched + datetime.timedelta(seconds=3)
+            return proc, run_id
+
+        def only_host2_ran(proc: subprocess.CompletedProcess) -> None:
+            assert set(recap(proc)) == {"host2"}, output(proc)
+            assert "lamassu" not in databases(clusters["host1"]) and accepts_writes(clusters["host1"], "va")
+
+        upgraded, run_id = run("upgrade.yml", "--limit", "host2")
+        only_host2_ran(upgraded)
+        assert copied_schemas(clusters["host2"]) == ["va"] and not accepts_writes(clusters["host2"], "va")
+        assert "### host2" in (reports / f"lamassu-upgrade-{run_id}.md").read_text()
+
+        status, _ = run("status.yml", "--limit", "host2")
+        only_host2_ran(status)
+        assert recap(status)["host2"]["changed"] == 0
+
+        rolled_back, _ = run("rollback.yml", "--limit", "host2")
+        only_host2_ran(rolled_back)
+        assert copied_schemas(clusters["host2"]) == [] and accepts_writes(clusters["host2"], "va")
+
+        run("upgrade.yml", "--limit", "host2")
+        cleaned, _ = run("cleanup.yml", "--limit", "host2", "-e", "legacy_cleanup_confirm=true")
+        only_host2_ran(cleaned)
+        assert "va" not in databases(clusters["host2"]) and copied_schemas(clusters["host2"]) == ["va"]
+
+        # Two batches of one host each, one run: both write the same report files.
+        rolled_out, run_id = run("upgrade.yml", "-e", "lamassu_serial=1")
+        assert set(recap(rolled_out)) == {"localhost", "host1", "host2"}
+        assert copied_schemas(clusters["host1"]) == ["va"]
+        report = (reports / f"lamassu-upgrade-{run_id}.md").read_text()
+        assert "### host1" in report and "### host2" in report
 
 
 def test_writes_after_the_copy_block_cutover_and_cleanup_until_copied_again(tmp_path):
