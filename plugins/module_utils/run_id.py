@@ -31,7 +31,7 @@ def start_ticks(stat: str) -> int:
 def boot_time(proc_stat: str) -> int:
     """The ``btime`` of ``/proc/stat``: when the system booted, in seconds since the epoch."""
     for line in proc_stat.splitlines():
-        key, _, value = line.partition(" ")
+        key, _separator, value = line.partition(" ")
         if key == "btime":
             return int(value)
     raise ValueError("/proc/stat has no btime line")

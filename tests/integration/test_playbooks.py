@@ -329,16 +329,16 @@ def test_limit_to_one_host_works_on_every_playbook_and_a_rolling_run_has_one_id(
         assert copied_schemas(clusters["host2"]) == ["va"] and not accepts_writes(clusters["host2"], "va")
         assert "### host2" in (reports / f"lamassu-upgrade-{run_id}.md").read_text()
 
-        status, _ = run("status.yml", "--limit", "host2")
+        status, _run_id = run("status.yml", "--limit", "host2")
         only_host2_ran(status)
         assert recap(status)["host2"]["changed"] == 0
 
-        rolled_back, _ = run("rollback.yml", "--limit", "host2")
+        rolled_back, _run_id = run("rollback.yml", "--limit", "host2")
         only_host2_ran(rolled_back)
         assert copied_schemas(clusters["host2"]) == [] and accepts_writes(clusters["host2"], "va")
 
         run("upgrade.yml", "--limit", "host2")
-        cleaned, _ = run("cleanup.yml", "--limit", "host2", "-e", "legacy_cleanup_confirm=true")
+        cleaned, _run_id = run("cleanup.yml", "--limit", "host2", "-e", "legacy_cleanup_confirm=true")
         only_host2_ran(cleaned)
         assert "va" not in databases(clusters["host2"]) and copied_schemas(clusters["host2"]) == ["va"]
 
