@@ -3,11 +3,12 @@
 """Stand-ins for what the managed host's Python (3.8 or newer) may not have.
 
 ``zip(..., strict=True)`` is Python 3.10; ``zip_strict`` keeps its intent (equal lengths, else ValueError)
-on every Python the modules support.
+on every Python the modules support. ``transaction`` is ``with conn:`` as psycopg2 2.9 runs it, on 2.8 too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 _MISSING = object()
@@ -21,3 +22,22 @@ def zip_strict(*iterables):
             longer = next(position for position, item in enumerate(items, 1) if item is not _MISSING)
             raise ValueError(f"zip_strict() argument {short[0]} is shorter than argument {longer}")
         yield items
+
+
+@contextlib.contextmanager
+def transaction(conn):
+    """``with conn:`` as psycopg2 2.9 does it, on psycopg2 2.8 too: one transaction, committed at the end or
+    rolled back on an exception, also on an autocommit connection (2.8 starts none there, so each statement
+    would commit on its own and a transaction-level advisory lock would be let go at once). The connection is
+    autocommit again afterwards when it was before."""
+    if not conn.autocommit:
+        with conn:
+            yield conn
+        return
+    conn.autocommit = False
+    try:
+        with conn:
+            yield conn
+    finally:
+        if not conn.closed:
+            conn.autocommit = True
