@@ -13,6 +13,7 @@ import os
 import shutil
 
 from . import info_rules as rules
+from ._compat import zip_strict
 from ._pg import psycopg2
 from .connection import ConnectionParams, connect
 from .dbcopy import freeze, source_changes
@@ -225,7 +226,7 @@ def gather(params: ConnectionParams, request: rules.InfoRequest) -> dict:
         other_names = [name for name in UNIFIED_DATABASE_NAMES if name != request.database]
         databases = read_databases(maintenance, [*names, request.database, *other_names])
         legacy: dict[str, rules.LegacyFacts] = {}
-        for service, name in zip(request.services, names, strict=True):
+        for service, name in zip_strict(request.services, names):
             facts = rules.LegacyFacts(database=name)
             if name in databases:
                 facts.exists = True

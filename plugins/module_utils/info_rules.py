@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import re
 from dataclasses import dataclass, field
 
 from . import service_roles as roles
@@ -255,7 +256,9 @@ def duration_between(started: str | None, finished: str | None) -> float | None:
 
 
 def _iso(value: str) -> str:
-    # timestamptz::text ends with "+00" (hours only); older Pythons want "+00:00".
+    # timestamptz::text ends with "+00" (hours only); older Pythons want "+00:00". It also drops the trailing
+    # zeros of the fraction (".5"), and Python < 3.11 reads only 3 or 6 digits there.
+    value = re.sub(r"\.(\d{1,5})(?=[+-]|$)", lambda m: "." + m[1].ljust(6, "0"), value, count=1)
     if len(value) > 3 and value[-3] in "+-" and value[-2:].isdigit():
         return value + ":00"
     return value

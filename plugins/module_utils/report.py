@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+from ._compat import zip_strict
 from .info_rules import PHASES
 from .report_runs import next_steps, run_started_at
 
@@ -281,7 +282,7 @@ def fleet_report(
     ``ansible_core``."""
     entries = [
         summary if summary else absent_host(name, host_groups, name in active)
-        for name, summary, host_groups in zip(hosts, summaries, groups, strict=True)
+        for name, summary, host_groups in zip_strict(hosts, summaries, groups)
     ]
     counted = [entry for entry in entries if entry["status"] in COUNTED_STATUSES]
     durations = [entry["duration_s"] for entry in entries if isinstance(entry["duration_s"], (int, float))]

@@ -177,7 +177,7 @@ def _double_quoted(value: str) -> str:
 
 def format_scalar(value: object, like: str = "") -> str:
     """``value`` as a YAML scalar, in the quoting style of ``like`` (the value text it replaces) when it can."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise InvalidInput(f"cannot write {value!r} into a storage setting: only strings and integers")
     if isinstance(value, int):
         return str(value)

@@ -138,6 +138,10 @@ restored:
   type: bool
 """
 
+# First, with nothing before it that needs Python 3.8: an older host Python fails here with a reason.
+from ansible_collections.lamassuiot.postgres.plugins.module_utils import python_floor  # noqa: F401  # pylint: disable=unused-import
+
+# isort: split
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import LamassuError

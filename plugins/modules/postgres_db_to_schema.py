@@ -340,6 +340,10 @@ queries:
   elements: str
 """
 
+# First, with nothing before it that needs Python 3.8: an older host Python fails here with a reason.
+from ansible_collections.lamassuiot.postgres.plugins.module_utils import python_floor  # noqa: F401  # pylint: disable=unused-import
+
+# isort: split
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.access import given_roles
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.engine import run_copies, run_copy
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.request import CopyRequest

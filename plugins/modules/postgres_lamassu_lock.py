@@ -121,6 +121,10 @@ queries:
   sample: [SELECT pg_try_advisory_lock(2359239940)]
 """
 
+# First, with nothing before it that needs Python 3.8: an older host Python fails here with a reason.
+from ansible_collections.lamassuiot.postgres.plugins.module_utils import python_floor  # noqa: F401  # pylint: disable=unused-import
+
+# isort: split
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import InvalidInput
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.module import ModuleContext, run_module
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.upgrade_lock import (

@@ -107,6 +107,10 @@ queries:
   elements: str
 """
 
+# First, with nothing before it that needs Python 3.8: an older host Python fails here with a reason.
+from ansible_collections.lamassuiot.postgres.plugins.module_utils import python_floor  # noqa: F401  # pylint: disable=unused-import
+
+# isort: split
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import OperationFailed
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE, SERVICES
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.login_check import LoginRequest, check

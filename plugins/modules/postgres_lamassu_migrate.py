@@ -327,6 +327,10 @@ queries:
   sample: ['SET search_path TO "ca"', 'CREATE TABLE certificates (...)', 'INSERT INTO "ca"."goose_db_version" (version_id, is_applied) VALUES (1, true)']
 """
 
+# First, with nothing before it that needs Python 3.8: an older host Python fails here with a reason.
+from ansible_collections.lamassuiot.postgres.plugins.module_utils import python_floor  # noqa: F401  # pylint: disable=unused-import
+
+# isort: split
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.command import run_module_params
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.plan import COMMANDS
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE, GOOSE_TABLE

@@ -102,6 +102,10 @@ queries:
   sample: ['CREATE DATABASE "lamassu" OWNER "lamassu"', 'CREATE SCHEMA "ca" AUTHORIZATION "lamassu"']
 """
 
+# First, with nothing before it that needs Python 3.8: an older host Python fails here with a reason.
+from ansible_collections.lamassuiot.postgres.plugins.module_utils import python_floor  # noqa: F401  # pylint: disable=unused-import
+
+# isort: split
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE, SERVICES
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.module import ModuleContext, run_module
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.schema import STATES, SchemaRequest, ensure

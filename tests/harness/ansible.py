@@ -16,6 +16,9 @@ from .collection import ROOT, ensure_collection_path
 from .pgcluster import Cluster
 
 ACTION_GROUP = "group/lamassuiot.postgres.all"
+# The Python the modules run on (the "managed host's"): the test's own unless LAMASSU_MODULE_PYTHON names
+# another, e.g. a Python 3.8 with psycopg2 2.8 to try the floor the modules support (docs/testing.md).
+MODULE_PYTHON = os.environ.get("LAMASSU_MODULE_PYTHON") or sys.executable
 
 
 @dataclass
@@ -42,7 +45,7 @@ def ansible_env(extra: dict | None = None) -> dict:
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_LOCALHOST_WARNING="False",
         ANSIBLE_INVENTORY_UNPARSED_WARNING="False",
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        ANSIBLE_PYTHON_INTERPRETER=MODULE_PYTHON,
         ANSIBLE_RETRY_FILES_ENABLED="False",
     )
     env.update(extra or {})
@@ -74,7 +77,7 @@ def run_local_play(
 
 def write_inventory(path: Path, cluster: Cluster | None = None, host: str = "db1", **host_vars) -> Path:
     """An inventory of one host of group ``lamassu_postgres`` that runs the modules locally, reaching ``cluster``."""
-    values = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    values = {"ansible_connection": "local", "ansible_python_interpreter": MODULE_PYTHON}
     if cluster is not None:
         values |= {"lamassu_pg_host": cluster.host, "lamassu_pg_port": cluster.port}
     path.write_text(json.dumps({"lamassu_postgres": {"hosts": {host: values | host_vars}}}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.lamassuiot.postgres.plugins.module_utils._compat import zip_strict
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.connection import ConnectionParams
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import InvalidInput
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import is_local, measure_disk
@@ -173,7 +174,10 @@ def _assess(
 ):
     services = ("ca", "va")
     req = InfoRequest(database="lamassu", services=services, **request)
-    legacy = {s: LegacyFacts(database=s, exists=True, owner="lamassu", owned=True) for s in services} | (legacy or {})
+    legacy = {
+        **{s: LegacyFacts(database=s, exists=True, owner="lamassu", owned=True) for s in services},
+        **(legacy or {}),
+    }
     unified = UnifiedFacts("lamassu", exists=unified_exists, can_create=True, schemas=schemas or {})
     phases = {
         s: service_phase(legacy[s].exists, unified.schemas.get(s, SchemaFacts()).copy, None, None) for s in services
@@ -199,7 +203,7 @@ def test_every_problem_is_reported_at_once():
     )
     expected = ["too old", "CREATEDB", "'ca' is missing", "member of 'admin'", "Go migrations", "free disk space"]
     assert len(problems) == len(expected)
-    for fragment, problem in zip(expected, problems, strict=True):
+    for fragment, problem in zip_strict(expected, problems):
         assert fragment in problem
 
 
@@ -367,7 +371,7 @@ def test_cleanup_decision(phases, unverified, busy, changed, droppable, blockers
 )
 def test_cutover_blockers(services, accept, expected):
     found = cutover_blockers(services, accept)
-    assert [text[: len(want)] for text, want in zip(found, expected, strict=True)] == expected
+    assert [text[: len(want)] for text, want in zip_strict(found, expected)] == expected
     assert all("-e lamassu_accept_source_changes=true" in text for text in found)
 
 
@@ -470,7 +474,5 @@ def test_pending_go_migrations_name_the_remedy():
     ],
 )
 def test_upgrade_done(phases, changed, problems, done):
-    services = {
-        f"s{i}": {"phase": p, "source_changed": c} for i, (p, c) in enumerate(zip(phases, changed, strict=True))
-    }
+    services = {f"s{i}": {"phase": p, "source_changed": c} for i, (p, c) in enumerate(zip_strict(phases, changed))}
     assert upgrade_done(services, problems) is done

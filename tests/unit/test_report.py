@@ -348,7 +348,7 @@ def test_playbook_fix(message, fix):
 )
 def test_step_durations(marks, failed, steps):
     got = step_durations(marks, 100.0, "110.0", failed)
-    expected = [{"name": m[0], "seconds": s} for m, s in zip(marks, steps, strict=False)]
+    expected = [{"name": m[0], "seconds": s} for m, s in zip(marks, steps)]
     if marks:
         expected.append({"name": steps[-1][0], "seconds": steps[-1][1]})
     assert got == expected

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .._compat import transaction
 from .._pg import sql
 from ..errors import InvalidInput
 from ..lamassu import GOOSE_TABLE, SERVICES
@@ -163,7 +164,7 @@ def repair(session, role: str | None, database: str, schema: str) -> bool:
     if row is None or not role:
         return False
     _oid, owner, _comment, acl = row
-    with session.conn:
+    with transaction(session.conn):
         return ensure(session, role, database, schema, owner, grants_from_rows(acl)) > 0
 
 

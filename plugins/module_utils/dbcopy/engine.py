@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 
+from .._compat import transaction
 from .._pg import psycopg2
 from ..connection import ConnectionParams, connect
 from ..errors import ConnectionFailed, InvalidInput, LamassuError, OperationFailed
@@ -184,7 +185,7 @@ class Engine:
         self.job.hooks.pause("final")
         staging = self.job.staging
         owner, acl = access.published(self.request.owner, catalog, self.job.source_owner)
-        with session.conn:
+        with transaction(session.conn):
             session.execute(search_path)
             for statement in access.schema_statements(staging, owner, acl):
                 session.execute(statement, what="owner and grants of the schema")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 
+from .._compat import transaction
 from .._pg import sql
 from ..errors import OperationFailed
 from .journal import Journal
@@ -74,7 +75,7 @@ def freeze(session, journal: Journal, database: str) -> bool:
         raise OperationFailed(
             f"Cannot freeze database {database!r}: prepared transactions could still write to it: {', '.join(prepared)}"
         )
-    with session.conn:
+    with transaction(session.conn):
         if not recorded:
             journal.record_freeze(database, current_setting(session, database))
         session.execute(
@@ -115,7 +116,7 @@ def thaw(session, journal: Journal, database: str) -> bool:
     if not recorded:
         return False
     exists = session.fetch_value("SELECT count(*) FROM pg_database WHERE datname = %s", (database,))
-    with session.conn:
+    with transaction(session.conn):
         if exists:
             target = sql.SQL("ALTER DATABASE {} ").format(sql.Identifier(database))
             if previous is None:

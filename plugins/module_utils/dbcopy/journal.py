@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from .._compat import transaction
 from .._pg import sql
 from ..lamassu import JOURNAL_SCHEMA
 
@@ -109,7 +110,7 @@ class Journal:
         if self.current():
             return
         conn = self.session.conn
-        with conn:
+        with transaction(conn):
             self.session.fetch_all("SELECT pg_advisory_xact_lock(hashtext(%s))", (JOURNAL_LOCK,))
             for statement in DDL:
                 self.session.execute(_compose(statement), what="journal")

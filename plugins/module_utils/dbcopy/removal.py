@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+from .._compat import transaction
 from .._pg import sql
 from ..errors import InvalidInput, OperationFailed
 from ..session import Session
@@ -28,7 +29,7 @@ def absent(job: CopyJob, session: Session) -> dict:
     if record:
         refuse_losing_data(job, session, record)
         changed = True
-        with session.conn:
+        with transaction(session.conn):
             session.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(req.target)), what="state=absent")
             journal.mark_removed(record.id)
     elif target.exists:
@@ -70,7 +71,7 @@ def drop_source(job: CopyJob, session: Session, journal: Journal, changes: list[
     session.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(req.source_database)), what="drop_source")
     job.source_dropped = True
     job.frozen = False
-    with session.conn:
+    with transaction(session.conn):
         journal.mark_source_dropped(req.source_database)
         journal.forget_freeze(req.source_database)
 

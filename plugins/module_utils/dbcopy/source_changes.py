@@ -18,6 +18,8 @@ second or exits; a write committed a moment before a re-run may show only at the
 
 from __future__ import annotations
 
+from .._compat import zip_strict
+
 STATS_QUERY = """
 SELECT c.relname::text, c.relfilenode::bigint, coalesce(s.n_tup_ins, 0), coalesce(s.n_tup_upd, 0),
        coalesce(s.n_tup_del, 0)
@@ -64,8 +66,8 @@ def compare(recorded: dict | None, current: dict) -> list[str]:
         if node_before != node_after:
             changes.append(f"table {name} was truncated or rewritten")
             continue
-        grown = [f"{b - a} {what}" for what, a, b in zip(COUNTERS, counts_before, counts_after, strict=True) if b > a]
-        if any(b < a for a, b in zip(counts_before, counts_after, strict=True)):
+        grown = [f"{b - a} {what}" for what, a, b in zip_strict(COUNTERS, counts_before, counts_after) if b > a]
+        if any(b < a for a, b in zip_strict(counts_before, counts_after)):
             changes.append(f"the statistics of table {name} were reset, so they cannot prove that nothing changed")
         elif grown:
             changes.append(f"table {name}: {', '.join(grown)}")

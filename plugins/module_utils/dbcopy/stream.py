@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -196,10 +197,14 @@ def page_ranges(pages: int, pieces: int) -> list[tuple[int | None, int | None]]:
     return [(None if k == 0 else bounds[k], None if k == pieces - 1 else bounds[k + 1]) for k in range(pieces)]
 
 
+# fcntl.F_SETPIPE_SZ is Python 3.10; before that the Linux value (1031, linux/fcntl.h) is used.
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031 if sys.platform.startswith("linux") else None)
+
+
 def _grow_pipe(fd: int) -> None:
-    if hasattr(fcntl, "F_SETPIPE_SZ"):
+    if _F_SETPIPE_SZ is not None:
         with contextlib.suppress(OSError):
-            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+            fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_BYTES)
 
 
 def stream(

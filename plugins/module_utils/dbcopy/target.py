@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .._compat import transaction
 from .._pg import psycopg2, sql
 from ..connection import connect
 from ..errors import ConnectionFailed, InvalidInput, LamassuError, OperationFailed
@@ -109,7 +110,7 @@ def drop_leftovers(job: CopyJob, session: Session) -> None:
             f"Schema {job.staging!r} exists in database {job.request.target_database!r} but was not made by "
             "this module (its comment differs); it is the staging name of this copy: rename or drop it"
         )
-    with session.conn:
+    with transaction(session.conn):
         session.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(job.staging)), what="interrupted run")
 
 
@@ -192,7 +193,7 @@ def extensions_needed(job: CopyJob, session: Session, catalog: SourceCatalog) ->
 def create_staging(job: CopyJob, session: Session, catalog: SourceCatalog, needed) -> sql.Composable:
     """The staging schema with the extensions it needs and the structure of its tables; returns its search_path."""
     staging = sql.Identifier(job.staging)
-    with session.conn:
+    with transaction(session.conn):
         session.execute(sql.SQL("CREATE SCHEMA {}").format(staging), what="staging schema")
         session.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(staging, sql.Literal(STAGING_MARKER)))
         if needed:  # copies of other services into this database may create the same extensions now
@@ -206,7 +207,7 @@ def create_staging(job: CopyJob, session: Session, catalog: SourceCatalog, neede
                 what=f"extension {name}",
             )
     search_path = _search_path(job, session, catalog, needed)
-    with session.conn:
+    with transaction(session.conn):
         session.execute(search_path)
         for statement in ddl.pre_data(catalog, job.staging):
             session.execute(statement, what="structure")
@@ -235,7 +236,7 @@ def publish(
     (``access``); the journal records the copy. A target schema still there is replaced (``check_target``
     allowed it)."""
     req = job.request
-    with session.conn:
+    with transaction(session.conn):
         session.execute(sql.SQL("SET LOCAL synchronous_commit TO on"))
         existing = target_state(session, req.target)
         check_target(job, existing)

@@ -39,6 +39,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .._compat import zip_strict
 from ..errors import InvalidInput
 from .envsub import GO_SPACE, go_trim_space, interpolate
 
@@ -105,7 +106,7 @@ def _equal_fold(left: str, right: str) -> bool:
     """Go's ``strings.EqualFold`` (simple, rune by rune case folding)."""
     if len(left) != len(right):
         return False
-    return all(a == b or a.casefold() == b.casefold() for a, b in zip(left, right, strict=True))
+    return all(a == b or a.casefold() == b.casefold() for a, b in zip_strict(left, right))
 
 
 def extract_annotation(line: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.lamassuiot.postgres.plugins.module_utils._compat import zip_strict
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy import ddl
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.catalog import reading_path
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.catalog_model import (
@@ -133,7 +134,7 @@ RECORDED = [{"name": "a", "rows": 2, "checksum": "2:7"}, {"name": "b", "rows": 1
 )
 def test_changes_since_copy(current, changes):
     found = changes_since_copy(RECORDED, current)
-    assert len(found) == len(changes) and all(text in line for text, line in zip(changes, found, strict=True))
+    assert len(found) == len(changes) and all(text in line for text, line in zip_strict(changes, found))
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,8 @@ def test_a_run_writes_start_plan_phases_tables_and_end(tmp_path):
     path = tmp_path / "sub" / "ca.json"  # a missing directory is made
     progress = ProgressFile(str(path), clock=clock)
     progress.begin()
-    assert read(path) == dict.fromkeys(("tables_done", "tables_total", "bytes_done", "bytes_total"), 0) | {
+    assert read(path) == {
+        **dict.fromkeys(("tables_done", "tables_total", "bytes_done", "bytes_total"), 0),
         "phase": "plan",
         "elapsed_s": 0.0,
     }
@@ -58,7 +59,7 @@ def test_a_run_writes_start_plan_phases_tables_and_end(tmp_path):
     }
     progress.table_done(500_000)
     progress.finish([{"name": t, "bytes": 1_000_000} for t in ("a", "b", "c")])
-    assert read(path) | {"elapsed_s": None} == {
+    assert {**read(path), "elapsed_s": None} == {
         "tables_done": 3,
         "tables_total": 3,
         "bytes_done": 3_000_000,
@@ -75,7 +76,7 @@ def test_a_failed_run_says_so_and_keeps_its_counts(tmp_path):
     progress.plan(2, 10)
     progress.table_done(4)
     progress.finish(None, failed=True)
-    assert read(tmp_path / "p.json") | {"elapsed_s": 0} == {
+    assert {**read(tmp_path / "p.json"), "elapsed_s": 0} == {
         "tables_done": 1,
         "tables_total": 2,
         "bytes_done": 4,
