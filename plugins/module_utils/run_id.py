@@ -52,11 +52,11 @@ def started_from_ps(lstart: str) -> datetime.datetime:
 def process_started(pid: int, proc: str = "/proc") -> datetime.datetime | None:
     """When process ``pid`` started, in UTC; None when neither ``/proc`` nor ``ps`` tells."""
     try:
-        with (
-            open(os.path.join(proc, str(pid), "stat"), encoding="utf-8") as stat,
-            open(os.path.join(proc, "stat"), encoding="utf-8") as proc_stat,
-        ):
-            return started_from_proc(stat.read(), proc_stat.read(), os.sysconf("SC_CLK_TCK"))
+        with open(os.path.join(proc, str(pid), "stat"), encoding="utf-8") as stat:
+            process = stat.read()
+        with open(os.path.join(proc, "stat"), encoding="utf-8") as proc_stat:
+            system = proc_stat.read()
+        return started_from_proc(process, system, os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
         pass
     try:
