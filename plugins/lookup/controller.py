@@ -81,7 +81,7 @@ import socket  # noqa: E402
 from ansible.module_utils.ansible_release import __version__ as ansible_core_version  # noqa: E402
 from ansible.plugins.lookup import LookupBase  # noqa: E402
 
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.run_id import run_id  # noqa: E402
+from ansible_collections.lamassuiot.postgres.plugins.plugin_utils.run_id import run_id  # noqa: E402
 
 COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

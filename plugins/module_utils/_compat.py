@@ -19,7 +19,7 @@ def zip_strict(*iterables):
     for items in itertools.zip_longest(*iterables, fillvalue=_MISSING):
         short = [position for position, item in enumerate(items, 1) if item is _MISSING]
         if short:
-            longer = next(position for position, item in enumerate(items, 1) if item is not _MISSING)
+            longer = next((position for position, item in enumerate(items, 1) if item is not _MISSING), None)
             raise ValueError(f"zip_strict() argument {short[0]} is shorter than argument {longer}")
         yield items
 

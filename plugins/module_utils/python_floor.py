@@ -12,7 +12,7 @@ import sys
 MINIMUM = (3, 8)
 
 if sys.version_info < MINIMUM:
-    print(
+    sys.stdout.write(
         json.dumps(
             {
                 "failed": True,
@@ -22,5 +22,6 @@ if sys.version_info < MINIMUM:
                 % (MINIMUM + (sys.version.split()[0], sys.executable) + MINIMUM),
             }
         )
+        + "\n"
     )
-    sys.exit(1)
+    raise SystemExit(1)

@@ -14,7 +14,7 @@ import datetime
 
 
 def run_started_at(run_id: str) -> str | None:
-    """The start of the run, which its id names (the start of ansible-playbook: lookup controller, module_utils/run_id.py); None for an id given otherwise."""
+    """The start of the run, which its id names (the start of ansible-playbook: lookup controller, plugin_utils/run_id.py); None for an id given otherwise."""
     try:
         return datetime.datetime.strptime(run_id, RUN_ID_FORMAT).strftime(TIME_FORMAT)
     except ValueError:

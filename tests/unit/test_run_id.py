@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.run_id import (
+from ansible_collections.lamassuiot.postgres.plugins.plugin_utils.run_id import (
     boot_time,
     process_started,
     run_id,

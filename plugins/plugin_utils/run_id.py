@@ -13,7 +13,7 @@ import datetime
 import os
 import subprocess
 
-from .report_runs import RUN_ID_FORMAT
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.report_runs import RUN_ID_FORMAT
 
 # man 5 proc, /proc/<pid>/stat: field 22 is the start time in clock ticks after boot (fields count from 1).
 STAT_START_TIME_FIELD = 22
