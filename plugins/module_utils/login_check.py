@@ -27,7 +27,7 @@ from .errors import InvalidInput, LamassuError
 from .lamassu import GOOSE_TABLE
 from .names import check_identifier
 from .service_config import storage_login
-from .service_roles import goose_table_owner
+from .service_roles import decide, goose_table_owner
 from .session import Session
 
 WRITE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE")
@@ -130,11 +130,13 @@ def check_service(params: ConnectionParams, request: LoginRequest, service: str,
 
 
 def read_role(session: Session, service: str) -> str | None:
-    """The service's role read from its schema: the goose table's owner, else the schema's owner."""
-    owner = goose_table_owner(session, service)
-    return owner or session.fetch_value(
+    """The service's role read from its schema, by the rule of ``service_roles.decide``: the goose table's owner,
+    else the schema's owner."""
+    schema_owner = session.fetch_value(
         "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s", (service,)
     )
+    role, _source = decide(None, goose_table_owner(session, service), schema_owner)
+    return role
 
 
 def attempt(session: Session, statement: sql.Composable) -> psycopg2.Error | None:
