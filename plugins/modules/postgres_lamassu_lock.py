@@ -10,27 +10,43 @@ description:
   - One run at a time per server for the playbooks that change the layout (upgrade, rollback, cleanup).
     The lock is a session advisory lock (key C(2359239940)) in the C(postgres) maintenance database.
   - With O(state=present), starts a detached holder process on the managed host that takes the lock and keeps
-    its session open; the task returns once the lock is held. When another run holds it, the task fails at once,
-    naming that run (its id and start time, controller host and process id, server process); nothing is changed.
-  - The holder ends, and the server frees the lock with its session, when O(state=absent) ends that session,
-    after O(timeout) seconds, when the O(controller_pid) process ends (with O(watch_controller=true)), or when
-    the server goes away. A run that is gone never keeps the lock.
-  - The holder session's C(application_name) is C(lamassu-lock <run_id> <controller_pid>@<controller_host>)
-    (cut to 63 bytes); that is how a refused run names the holder and how O(state=absent) finds it.
+    its session open for a lease of O(lease) seconds; the task returns once the lock is held. When another run
+    holds it, the task fails at once, naming that run (its id and start time, controller host and process id,
+    server process, lease end); nothing is changed.
+  - O(state=present) again by the same run while its holder lives renews the lease (RV(renewed)): the module
+    sends a C(NOTIFY) on channel C(lamassu_lock), which the holder listens on, and waits until the holder shows
+    its new lease end. O(state=renewed) does the same, and takes the lock again when the run's lease ran out and
+    the lock is free (RV(retaken)).
+  - The holder ends, and the server frees the lock with its session, when its lease runs out without renewal,
+    when O(state=absent) ends that session, after O(timeout) seconds, when the O(controller_pid) process ends
+    (with O(watch_controller=true)), or when the server goes away. A run that is gone, its controller killed
+    over SSH too, keeps the lock for one lease at most.
+  - A lock whose holder's lease ended more than 30 seconds ago (by the server's clock) is a holder that failed
+    to end: O(state=present) ends its session and takes the lock over (RV(took_over), and a warning). So does
+    O(break_lock) for the run it names, whatever its lease.
+  - The holder session's C(application_name) is
+    C(lamassu-lock <run_id> <lease end> <controller_pid>@<controller_host>) (the lease end in epoch seconds of the
+    server's clock, the name cut to 63 bytes); that is how a refused run names the holder, how a renewal and
+    O(state=absent) find it, and how a later run sees that its lease ran out.
   - In check mode, O(state=present) only tells whether the lock is free, failing like the real run when another
     run holds it, and leaves no holder behind.
 extends_documentation_fragment:
   - lamassuiot.postgres.connection
 options:
   state:
-    description: Whether this run holds the lock (V(present)) or no longer does (V(absent)).
+    description:
+      - Whether this run holds the lock (V(present)) or no longer does (V(absent)).
+      - V(renewed) is V(present) for a run that holds the lock already (between its steps); finding the lock free
+        then means that its lease ran out, and it is taken again with a warning.
     type: str
     default: present
-    choices: [present, absent]
+    choices: [present, renewed, absent]
   run_id:
     description:
       - The run that owns the lock; the playbooks pass their run id, the UTC start time C(%Y%m%dT%H%M%SZ).
       - Required unless O(state=absent) and O(force=true).
+      - The holder's name must keep the controller process id within its 63 bytes, which any run id up to 30
+        characters does.
     type: str
   controller_host:
     description: The controller host of the run (see the P(lamassuiot.postgres.controller#lookup) lookup).
@@ -49,6 +65,21 @@ options:
     description: Longest time in seconds the holder keeps the lock when the run does not release it.
     type: int
     default: 43200
+  lease:
+    description:
+      - Seconds the holder keeps the lock after it is taken or renewed; the run renews it between its steps. A run
+        whose controller is killed keeps the lock this long.
+      - A renewal may change it.
+    type: int
+    default: 600
+    version_added: 0.1.0
+  break_lock:
+    description:
+      - The run id of a run whose lock to break, as C(terraform force-unlock) does: with O(state=present), when
+        that run holds the lock, its session is ended and the lock taken (RV(took_over), and a warning).
+      - When another run holds the lock, the task fails naming both.
+    type: str
+    version_added: 0.1.0
   force:
     description: With O(state=absent), end the holder session of whichever run holds the lock.
     type: bool
@@ -75,6 +106,20 @@ EXAMPLES = r"""
     controller_pid: "{{ lookup('lamassuiot.postgres.controller').pid }}"
     watch_controller: "{{ ansible_connection == 'local' }}"
 
+- name: Renew the lease of the run's lock between two long steps
+  lamassuiot.postgres.postgres_lamassu_lock:
+    state: renewed
+    run_id: "{{ lamassu_run_id }}"
+    controller_host: "{{ lookup('lamassuiot.postgres.controller').host }}"
+    controller_pid: "{{ lookup('lamassuiot.postgres.controller').pid }}"
+
+- name: Take the lock of a run that is gone, named by its run id
+  lamassuiot.postgres.postgres_lamassu_lock:
+    run_id: "{{ lamassu_run_id }}"
+    controller_host: "{{ lookup('lamassuiot.postgres.controller').host }}"
+    controller_pid: "{{ lookup('lamassuiot.postgres.controller').pid }}"
+    break_lock: 20261202T073303Z
+
 - name: Release it
   lamassuiot.postgres.postgres_lamassu_lock:
     state: absent
@@ -98,16 +143,32 @@ holder:
   description:
     - With O(state=present), the session holding the lock for this run (V(null) in check mode when it is free).
     - When the task fails because another run holds the lock, that run's session.
-  returned: when state is present
+  returned: when state is present or renewed
   type: dict
   sample:
     backend_pid: 4242
-    application_name: lamassu-lock 20261202T073303Z 41235@ci-runner-7
+    application_name: lamassu-lock 20261202T073303Z 1796197385 41235@ci-runner-7
     client: local
     since: "2026-12-02T07:33:05Z"
     run_id: 20261202T073303Z
     controller_host: ci-runner-7
     controller_pid: 41235
+    lease_until: 1796197385
+renewed:
+  description: Whether the run's holder extended its lease (a renewal; V(false) in check mode).
+  returned: when state is present or renewed
+  type: bool
+  version_added: 0.1.0
+retaken:
+  description: Whether the lease of the run (O(state=renewed)) had run out and the free lock was taken again.
+  returned: when state is present or renewed
+  type: bool
+  version_added: 0.1.0
+took_over:
+  description: The holder whose session was ended to take the lock (its lease ran out, or O(break_lock)), as RV(holder).
+  returned: when a holder was taken over
+  type: dict
+  version_added: 0.1.0
 released:
   description: With O(state=absent), the holder sessions ended (or that would be, in check mode), as RV(holder).
   returned: when state is absent
@@ -129,6 +190,8 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import 
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.module import ModuleContext, run_module
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.upgrade_lock import (
     DEFAULT_HOLD_TIMEOUT,
+    DEFAULT_LEASE,
+    LockRequest,
     Owner,
     release,
     take,
@@ -137,12 +200,14 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.upgrade_lock i
 
 def argument_spec() -> dict:
     return {
-        "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+        "state": {"type": "str", "default": "present", "choices": ["present", "renewed", "absent"]},
         "run_id": {"type": "str"},
         "controller_host": {"type": "str"},
         "controller_pid": {"type": "int"},
         "watch_controller": {"type": "bool", "default": False},
         "timeout": {"type": "int", "default": DEFAULT_HOLD_TIMEOUT},
+        "lease": {"type": "int", "default": DEFAULT_LEASE},
+        "break_lock": {"type": "str"},
         "force": {"type": "bool", "default": False},
     }
 
@@ -157,8 +222,15 @@ def work(ctx: ModuleContext) -> dict:
     owner = Owner(p["run_id"], p["controller_host"], p["controller_pid"])
     if p["state"] == "absent":
         return release(ctx.connection, owner, ctx.check_mode)
-    watch_pid = p["controller_pid"] if p["watch_controller"] else None
-    return take(ctx.connection, owner, p["timeout"], watch_pid, ctx.check_mode)
+    request = LockRequest(
+        owner,
+        lease=p["lease"],
+        timeout=p["timeout"],
+        watch_pid=p["controller_pid"] if p["watch_controller"] else None,
+        break_run=p["break_lock"],
+        renewal=p["state"] == "renewed",
+    )
+    return take(ctx.connection, request, ctx.check_mode, ctx.warn)
 
 
 def main() -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
@@ -26,6 +28,8 @@ LOCKED = (
     " AND ((classid::bigint << 32) | objid::bigint) = %s"
 )
 WAIT = 300.0
+MODULE = "lamassuiot.postgres.postgres_lamassu_lock"
+RUN = {"run_id": "20261202T073303Z", "controller_host": "ctl", "controller_pid": 4242}
 
 
 def gated_inventory(tmp_path: Path, cluster: Cluster, name: str, gate: Path) -> Path:
@@ -147,11 +151,12 @@ def test_module_check_then_take_then_rerun_then_release(pg):
 
         taken = run_tasks([{module: owner}], pg).result
         assert taken["changed"] and taken["queries"] == [try_lock], taken
-        assert taken["holder"]["application_name"] == "lamassu-lock 20261202T073303Z 4242@ctl"
+        assert re.fullmatch(r"lamassu-lock 20261202T073303Z \d{10} 4242@ctl", taken["holder"]["application_name"])
         assert holders(pg) == [taken["holder"]["backend_pid"]]
 
         again = run_tasks([{module: owner}], pg).result
-        assert not again["changed"] and again["holder"] == taken["holder"], again
+        assert not again["changed"] and again["renewed"] and again["queries"] == [renewal(owner)], again
+        assert again["holder"]["backend_pid"] == taken["holder"]["backend_pid"]
 
         other = run_tasks([{module: {**owner, "controller_pid": 7}}], pg).result
         assert other["failed"] and "process 4242 (server process" in other["msg"], other
@@ -169,3 +174,105 @@ def test_module_check_then_take_then_rerun_then_release(pg):
         wait_for(lambda: lock_is_free(pg), "the holder's time limit")
     finally:
         run_tasks([{module: {"state": "absent", "force": True}}], pg)
+
+
+def renewal(owner: dict, lease: int = 600) -> str:
+    return f"SELECT pg_notify('lamassu_lock', '{owner['run_id']} {owner['controller_pid']}@{owner['controller_host']} {lease}')"
+
+
+def lease_end(cluster: Cluster) -> int:
+    (name,) = [n for (n,) in cluster.query("postgres", f"SELECT application_name {LOCKED}", (LOCK_KEY,))]
+    return int(name.split(" ")[2])
+
+
+def server_now(cluster: Cluster) -> int:
+    return cluster.query("postgres", "SELECT floor(extract(epoch FROM now()))::bigint")[0][0]
+
+
+def test_a_renewal_extends_the_lease_and_a_lease_not_renewed_ends_the_holder(pg):
+    owner = {**RUN, "lease": 60}
+    try:
+        taken = run_tasks([{MODULE: owner}], pg).result
+        first = lease_end(pg)
+        assert taken["holder"]["lease_until"] == first and first - server_now(pg) <= 60
+
+        renewed = run_tasks([{MODULE: {**owner, "lease": 120}}], pg).result
+        assert renewed["renewed"] and not renewed["changed"] and not renewed["retaken"], renewed
+        assert renewed["queries"] == [renewal(owner, 120)]
+        assert lease_end(pg) == renewed["holder"]["lease_until"] >= first + 60
+        assert renewed["holder"]["backend_pid"] == taken["holder"]["backend_pid"]
+
+        run_tasks([{MODULE: {**owner, "lease": 3}}], pg)
+        began = time.monotonic()
+        wait_for(lambda: lock_is_free(pg), "the holder to end with its lease")
+        assert time.monotonic() - began < 3 + 3
+
+        # the run, between two steps, finds that its lease ran out: the free lock is taken again, with a warning
+        retaken = run_tasks([{MODULE: {**owner, "state": "renewed"}}], pg).result
+        assert retaken["changed"] and retaken["retaken"] and not retaken["renewed"], retaken
+        assert "had run out" in " ".join(retaken["warnings"]) and len(holders(pg)) == 1
+    finally:
+        run_tasks([{MODULE: {"state": "absent", "force": True}}], pg)
+
+
+@contextlib.contextmanager
+def stuck_holder(cluster: Cluster, name: str):
+    """A holder that does not end by itself: a plain session holding the lock under a Lamassu holder's name."""
+    conn = cluster.connect("postgres")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT set_config('application_name', %s, false), pg_advisory_lock(%s)", (name, LOCK_KEY))
+        yield conn.get_backend_pid()
+    finally:
+        conn.close()
+
+
+def test_a_holder_whose_lease_ran_out_is_taken_over_with_a_warning(pg):
+    lapsed = server_now(pg) - 31
+    stuck = f"lamassu-lock 20261201T000000Z {lapsed} 999@gone"
+    with stuck_holder(pg, stuck) as pid:
+        taken = run_tasks([{MODULE: RUN}], pg).result
+        assert taken["changed"] and taken["took_over"]["backend_pid"] == pid, taken
+        assert taken["took_over"]["run_id"] == "20261201T000000Z"
+        assert taken["queries"][0] == f"SELECT pg_terminate_backend({pid})"
+        (warning,) = taken["warnings"]
+        assert "run 20261201T000000Z" in warning and "its lease ended at" in warning
+        assert holders(pg) == [taken["holder"]["backend_pid"]]
+        run_tasks([{MODULE: {**RUN, "state": "absent"}}], pg)
+
+    live = f"lamassu-lock 20261201T000000Z {server_now(pg) + 600} 999@gone"
+    with stuck_holder(pg, live) as pid:
+        refused = run_tasks([{MODULE: RUN}], pg).result
+        assert refused["failed"] and "lease runs out at" in refused["msg"], refused
+        assert "-e lamassu_break_lock=20261201T000000Z" in refused["msg"]
+        assert "pg_terminate_backend" not in refused["msg"]
+
+        wrong = run_tasks([{MODULE: {**RUN, "break_lock": "20261130T000000Z"}}], pg).result
+        assert wrong["failed"] and "break_lock names run 20261130T000000Z" in wrong["msg"], wrong
+        assert "run 20261201T000000Z" in wrong["msg"]
+
+        broken = run_tasks([{MODULE: {**RUN, "break_lock": "20261201T000000Z"}}], pg).result
+        assert broken["changed"] and broken["took_over"]["backend_pid"] == pid, broken
+        assert "broken on request" in broken["warnings"][0]
+        assert holders(pg) == [broken["holder"]["backend_pid"]]
+    run_tasks([{MODULE: {**RUN, "state": "absent"}}], pg)
+
+    with stuck_holder(pg, "psql"):
+        refused = run_tasks([{MODULE: {**RUN, "break_lock": "psql"}}], pg).result
+        assert refused["failed"] and "not a Lamassu run" in refused["msg"], refused
+    assert lock_is_free(pg)
+
+
+def test_a_run_whose_controller_is_gone_over_ssh_frees_the_lock_after_its_lease(pg):
+    """Over SSH the holder cannot watch the controller: the lease ends it, and another run takes the lock."""
+    gone = {**RUN, "controller_pid": 999999, "watch_controller": False, "lease": 3}
+    try:
+        taken = run_tasks([{MODULE: gone}], pg).result
+        began = time.monotonic()
+        assert taken["changed"] and taken["holder"]["controller_pid"] == 999999, taken
+        wait_for(lambda: lock_is_free(pg), "the lease of the run that is gone to run out")
+        assert time.monotonic() - began < 3 + 3
+        later = run_tasks([{MODULE: {**RUN, "run_id": "20261202T080000Z"}}], pg).result
+        assert later["changed"] and "took_over" not in later, later
+    finally:
+        run_tasks([{MODULE: {"state": "absent", "force": True}}], pg)
