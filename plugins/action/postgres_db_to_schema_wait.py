@@ -5,6 +5,10 @@ every ``interval`` seconds, and returns their results in the shape of a loop's r
 
 Each poll runs ``async_status`` for every copy still running and, for those, ``slurp`` of its progress file
 (``module_utils/dbcopy/progress.py``); a finished copy's job and progress file are removed.
+
+With ``renew_lock`` (the arguments of ``postgres_lamassu_lock``, the connection included: module_defaults do not
+reach a module an action runs), the run's lease on the server-wide lock is renewed every third of the lease while
+the copies run; a renewal that fails (another run took the lock) fails the wait.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.progres
     progress_line,
     read_progress,
 )
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.upgrade_lock import DEFAULT_LEASE
 
 display = Display()
 
@@ -28,7 +33,9 @@ ARGUMENT_SPEC = {
     "progress_files": {"type": "dict", "default": {}},
     "interval": {"type": "int", "default": 10},
     "timeout": {"type": "int", "default": 86400},
+    "renew_lock": {"type": "dict"},
 }
+LOCK_MODULE = "lamassuiot.postgres.postgres_lamassu_lock"
 MAX_INTERVAL = 10
 # What async_status adds to the result of the job; the result returned is the module's own.
 ASYNC_KEYS = ("ansible_job_id", "started", "finished", "results_file", "erased")
@@ -49,6 +56,29 @@ class _Watch:
         item = copy.get(copy.get("ansible_loop_var") or "item")
         self.label = str(item if item is not None else self.jid)
         self.progress_file = progress_files.get(self.label)
+
+
+class _Renewal:
+    """The run's lease on the server-wide lock, renewed every third of its length."""
+
+    def __init__(self, lock_args: dict, omit):
+        # an omitted connection option (default(omit) nested in a dict) is no option
+        self.args = {key: value for key, value in lock_args.items() if value != omit}
+        self.args["state"] = "renewed"
+        self.every = int(self.args.get("lease") or DEFAULT_LEASE) / 3
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.every
+
+    def done(self, result: dict) -> None:
+        if result.get("failed"):
+            raise AnsibleActionFail(
+                f"The lease of the run on the server-wide lock could not be renewed: {result.get('msg')}"
+            )
+        for warning in result.get("warnings") or []:
+            display.warning(warning)
+        self.last = time.monotonic()
 
 
 class ActionModule(ActionBase):
@@ -90,6 +120,7 @@ class ActionModule(ActionBase):
         host = task_vars.get("inventory_hostname", "?")
         async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
         began = time.monotonic()
+        renewal = _Renewal(args["renew_lock"], task_vars.get("omit")) if args["renew_lock"] else None
         while watches:
             poll_began = time.monotonic()
             for watch in list(watches):
@@ -108,6 +139,8 @@ class ActionModule(ActionBase):
                     )
             if not watches:
                 break
+            if renewal is not None and renewal.due():
+                renewal.done(self._module(LOCK_MODULE, renewal.args, task_vars))
             if time.monotonic() - began > args["timeout"]:
                 names = ", ".join(f"{w.label} (job {w.jid})" for w in watches)
                 raise AnsibleActionFail(

@@ -188,3 +188,47 @@ def test_a_failed_copy_in_the_background_fails_the_wait_naming_it(pg, legacy, tm
         assert cur.fetchall() == [("kms",), ("va",)]
         cur.execute("SELECT count(*) FROM va.goose_db_version")
         assert cur.fetchone()[0] > 0, "the other copy in the background went on and was published"
+
+
+def test_the_wait_renews_the_lease_of_the_run_on_the_server_wide_lock(pg, legacy, tmp_path):
+    """A lease of 3 s renewed every second by the progress loop: one holder all along, its lease end moving on."""
+    owner = {"run_id": "20261202T073303Z", "controller_host": "ctl", "controller_pid": 4242}
+    lock = "lamassuiot.postgres.postgres_lamassu_lock"
+    play = copy_play(
+        legacy,
+        unique("lamassu"),
+        db_to_schema_async_threshold_mb=0,
+        db_to_schema_progress_interval=1,
+        db_to_schema_renew_lock={**pg.module_defaults(), **owner, "lease": 3},
+    )
+    play["tasks"].insert(0, {"name": "Take the lock", lock: {**owner, "lease": 60}})
+    seen: set[tuple[int, str]] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.update(
+                pg.query(
+                    "postgres",
+                    "SELECT pid, application_name FROM pg_stat_activity WHERE application_name LIKE 'lamassu-lock %'",
+                )
+            )
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    try:
+        with held_at_final(str(tmp_path / "pause"), 5) as hold:
+            watcher.start()
+            run = run_local_play(tmp_path, pg, play, env=hold)
+    finally:
+        stop.set()
+        watcher.join()
+        pg.query(
+            "postgres",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'lamassu-lock %'",
+        )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "had run out" not in output, output
+    assert len({pid for pid, _name in seen}) == 1, seen
+    assert len({name.split(" ")[2] for _pid, name in seen}) >= 3, seen
