@@ -13,7 +13,7 @@ description:
     its session open for a lease of O(lease) seconds; the task returns once the lock is held. When another run
     holds it, the task fails at once, naming that run (its id and start time, controller host and process id,
     server process, lease end); nothing is changed.
-  - O(state=present) again by the same run while its holder lives renews the lease (RV(renewed)): the module
+  - O(state=present) again by the same run while its holder lives renews the lease (RV(renewed)); the module
     sends a C(NOTIFY) on channel C(lamassu_lock), which the holder listens on, and waits until the holder shows
     its new lease end. O(state=renewed) does the same, and takes the lock again when the run's lease ran out and
     the lock is free (RV(retaken)).
@@ -22,7 +22,7 @@ description:
     (with O(watch_controller=true)), or when the server goes away. A run that is gone, its controller killed
     over SSH too, keeps the lock for one lease at most.
   - A lock whose holder's lease ended more than 30 seconds ago (by the server's clock) is a holder that failed
-    to end: O(state=present) ends its session and takes the lock over (RV(took_over), and a warning). So does
+    to end; O(state=present) ends its session and takes the lock over (RV(took_over), and a warning). So does
     O(break_lock) for the run it names, whatever its lease.
   - The holder session's C(application_name) is
     C(lamassu-lock <run_id> <lease end> <controller_pid>@<controller_host>) (the lease end in epoch seconds of the
@@ -75,7 +75,7 @@ options:
     version_added: 0.1.0
   break_lock:
     description:
-      - The run id of a run whose lock to break, as C(terraform force-unlock) does: with O(state=present), when
+      - The run id of a run whose lock to break, as C(terraform force-unlock) does. With O(state=present), when
         that run holds the lock, its session is ended and the lock taken (RV(took_over), and a warning).
       - When another run holds the lock, the task fails naming both.
     type: str
