@@ -355,7 +355,7 @@ def requested_lease(payloads: list[str], owner: Owner) -> int | None:
     """The lease the last renewal for ``owner`` among the notification payloads asks for; None when none is."""
     lease = None
     for payload in payloads:
-        key, _, seconds = payload.rpartition(" ")
+        key, seconds = payload.rsplit(" ", 1) if " " in payload else (payload, "")
         if key == owner.key and seconds.isdigit() and int(seconds) > 0:
             lease = int(seconds)
     return lease
