@@ -3,13 +3,15 @@
 """postgres_lamassu_migrate with ``src``: the controller's migrations go to the managed host as one archive.
 
 Without ``src`` the module runs as it is (asynchronous jobs included). With ``src`` the files (with ``services``,
-only those services' folders) are packed on the controller (``module_utils/goose/archive.py``), written to the
-task's temporary directory on the host in one transfer, and the module reads them from there as ``path``; the
-temporary directory goes when the task ends. Paths in the result then name the files under ``src``.
+only those services' folders) are packed on the controller (``module_utils/goose/archive.py``) and sent inside the
+module's arguments as ``archive``: no file goes to the host, so this works wherever the module itself can run,
+including ``become_user: postgres`` with pipelining on a host without the ``acl`` package. The module unpacks them
+into a private temporary directory and removes it. Paths in the result then name the files under ``src``.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 
 from ansible.errors import AnsibleActionFail
@@ -34,7 +36,6 @@ def renamed(value, old: str, new: str):
 
 
 class ActionModule(ActionBase):
-    TRANSFERS_FILES = True
     _supports_check_mode = True
     _supports_async = True
 
@@ -44,29 +45,21 @@ class ActionModule(ActionBase):
         args = dict(self._task.args)
         src = args.pop("src", None)
         wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
-        if src is None:
-            result = merge_hash(result, self._execute_module(MODULE, args, task_vars=task_vars, wrap_async=wrap_async))
-            if not wrap_async:
-                self._remove_tmp_path(self._connection._shell.tmpdir)
-            return result
-        if wrap_async:
-            raise AnsibleActionFail("src cannot be used with async: give path, a directory on the managed host")
-        if args.get("path") is not None:
-            raise AnsibleActionFail("parameters are mutually exclusive: path|src")
-        try:
-            folder, data = pack(os.path.abspath(os.path.expanduser(str(src))), args.get("services"))
-        except InvalidInput as exc:
-            raise AnsibleActionFail(str(exc)) from None
-        tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
-        try:
-            remote = self._connection._shell.join_path(tmpdir, "migrations.tar.gz")
-            self._transfer_data(remote, data)
-            self._fixup_perms2((tmpdir, remote))
-            args["path"] = remote
-            module_result = self._execute_module(MODULE, args, task_vars=task_vars)
-        finally:
-            self._remove_tmp_path(tmpdir)
+        folder = None
+        if src is not None:
+            if wrap_async:
+                raise AnsibleActionFail("src cannot be used with async: give path, a directory on the managed host")
+            if args.get("path") is not None or args.get("archive") is not None:
+                raise AnsibleActionFail("parameters are mutually exclusive: path|src|archive")
+            try:
+                folder, data = pack(os.path.abspath(os.path.expanduser(str(src))), args.get("services"))
+            except InvalidInput as exc:
+                raise AnsibleActionFail(str(exc)) from None
+            args["archive"] = base64.b64encode(data).decode("ascii")
+        module_result = self._execute_module(MODULE, args, task_vars=task_vars, wrap_async=wrap_async)
+        if not wrap_async:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
         unpacked = module_result.get("path")
-        if unpacked:
+        if folder is not None and unpacked:
             module_result = renamed(module_result, unpacked, folder)
         return merge_hash(result, module_result)

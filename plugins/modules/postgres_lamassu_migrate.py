@@ -73,15 +73,23 @@ options:
       - C(<version>_<name>.py) Python migrations, with a function C(up(conn)) and optionally C(down(conn)),
         called with the psycopg2 connection inside the migration's transaction (they must not commit).
       - C(<version>_<name>.go) Go migrations are recognised but never run; a C(.py) of the same version ports one.
-      - One of O(path) and O(src) is required.
+      - One of O(path), O(src) and O(archive) is required.
     type: path
+  archive:
+    description:
+      - The migrations as the base64 text of a gzip'd tar archive of the directory (as O(path) would name it).
+      - This is how the action sends O(src): inside the module's arguments, with no file transfer, so it also works
+        when Ansible becomes an unprivileged user (C(become_user=postgres)) with pipelining on a host without the
+        C(acl) package. Give O(src) or O(path) instead.
+    type: str
+    version_added: 0.1.0
   src:
     description:
       - Like O(path), but a directory on the Ansible controller. With O(services) it may also be a Lamassu
         checkout, whose C(engines/storage/postgres/migrations) folder is used.
-      - The action sends the files (with O(services), only the folders of those schemas) to a temporary directory
-        of the managed host as one archive, runs the module there, and removes them. Paths in the results and
-        messages name the files under O(src).
+      - The action packs the files (with O(services), only the folders of those schemas) into one archive sent in
+        O(archive); the module unpacks it into a private temporary directory of the managed host and removes it
+        after the run. Paths in the results and messages name the files under O(src).
     type: path
   command:
     description:
@@ -124,7 +132,7 @@ options:
     version_added: 0.1.0
 attributes:
   action:
-    description: An action plugin sends the files of O(src) to the managed host; without O(src) it runs the module.
+    description: An action plugin packs the files of O(src) into O(archive); without O(src) it runs the module.
     support: full
   async:
     description: Without O(src) the module can run as an asynchronous job.
@@ -344,6 +352,7 @@ def argument_spec() -> dict:
         "services": {"type": "list", "elements": "str"},
         "path": {"type": "path"},
         "src": {"type": "path"},
+        "archive": {"type": "str"},
         "command": {"type": "str", "default": "up", "choices": list(COMMANDS)},
         "version": {"type": "int"},
         "table": {"type": "str", "default": GOOSE_TABLE},
@@ -362,8 +371,8 @@ def main() -> None:
         argument_spec(),
         work,
         required_if=[("command", "up-to", ["version"]), ("command", "down-to", ["version"])],
-        required_one_of=[("path", "src")],
-        mutually_exclusive=[("path", "src"), ("schema", "services")],
+        required_one_of=[("path", "src", "archive")],
+        mutually_exclusive=[("path", "src", "archive"), ("schema", "services")],
     )
 
 

@@ -3,13 +3,16 @@
 """Migrations given as a tar archive: unpacked into a private temporary directory for the run, then removed.
 
 The action plugin of ``postgres_lamassu_migrate`` sends a controller's migrations tree to the managed host as one
-archive (one transfer instead of a round trip per file). Only regular files and directories with relative names
+archive inside the module's arguments: no file transfer, so it works where Ansible cannot hand a file to the user it
+becomes (pipelining on, no ``acl`` package). Only regular files and directories with relative names
 that stay inside the directory are unpacked; anything else (links, devices, ``..``, absolute names) refuses the
 archive before a file is written.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import io
 import os
@@ -36,6 +39,27 @@ def _checked_members(archive: tarfile.TarFile, path: str) -> list[tarfile.TarInf
 
 
 @contextlib.contextmanager
+def _extracted(archive: tarfile.TarFile, label: str) -> Iterator[str]:
+    """The files of ``archive`` in a private temporary directory, removed afterwards."""
+    members = _checked_members(archive, label)
+    directory = tempfile.mkdtemp(prefix="lamassu-migrations-")
+    try:
+        os.chmod(directory, 0o700)
+        for member in members:
+            target = os.path.join(directory, member.name)
+            if member.isdir():
+                os.makedirs(target, mode=0o700, exist_ok=True)
+                continue
+            os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+            source = archive.extractfile(member)
+            with source, open(target, "wb") as out:
+                shutil.copyfileobj(source, out)
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def unpacked(path: str) -> Iterator[str]:
     """``path`` itself when it is a directory; a tar archive (any compression ``tarfile`` reads) unpacked into a
     temporary directory that is removed afterwards; otherwise ``path`` unchanged (the caller says what is wrong)."""
@@ -44,22 +68,19 @@ def unpacked(path: str) -> Iterator[str]:
         return
     if not tarfile.is_tarfile(path):
         raise InvalidInput(f"migrations path {path} is not a directory, nor a tar archive of one")
-    directory = tempfile.mkdtemp(prefix="lamassu-migrations-")
-    try:
-        os.chmod(directory, 0o700)
-        with tarfile.open(path) as archive:
-            for member in _checked_members(archive, path):
-                target = os.path.join(directory, member.name)
-                if member.isdir():
-                    os.makedirs(target, mode=0o700, exist_ok=True)
-                    continue
-                os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-                source = archive.extractfile(member)
-                with source, open(target, "wb") as out:
-                    shutil.copyfileobj(source, out)
+    with tarfile.open(path) as archive, _extracted(archive, path) as directory:
         yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def unpacked_data(encoded: str) -> Iterator[str]:
+    """The base64 text of an archive made by ``pack`` (sent inside the module's arguments), unpacked as above."""
+    try:
+        data = io.BytesIO(base64.b64decode(encoded, validate=True))
+        with tarfile.open(fileobj=data) as archive, _extracted(archive, "archive") as directory:
+            yield directory
+    except (binascii.Error, tarfile.ReadError) as exc:
+        raise InvalidInput(f"archive is not the base64 text of a tar archive of migrations: {exc}") from None
 
 
 def _add_files(archive: tarfile.TarFile, folder: str, names: list[str], prefix: str) -> None:

@@ -23,7 +23,7 @@ from ..lamassu import JOURNAL_SCHEMA
 from ..migration_checks import CHECKS_TABLE, MigrationCheck, MigrationChecks, digest_of_paths
 from ..session import Session
 from ..several import combined, failed_among
-from .archive import unpacked
+from .archive import unpacked, unpacked_data
 from .lock import MigrationLock
 from .plan import (
     READ_ONLY_COMMANDS,
@@ -325,7 +325,8 @@ def run_module_params(
     if module_params.get("src"):
         raise InvalidInput("src is read on the controller by the action plugin of this module; give path here")
     several = module_params.get("services") is not None
-    with unpacked(module_params["path"]) as path:
+    encoded = module_params.get("archive")
+    with unpacked_data(encoded) if encoded else unpacked(module_params["path"]) as path:
         requests = _requests(module_params, path)
         try:
             results = run_migrate(params, requests, check_mode, warn)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import tarfile
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import InvalidInput
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.archive import pack, unpacked
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.archive import pack, unpacked, unpacked_data
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "migrations"
 
@@ -93,4 +94,17 @@ def test_a_file_that_is_not_an_archive_is_refused(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("hello")
     with pytest.raises(InvalidInput, match="not a directory, nor a tar archive"), unpacked(str(path)):
+        pass
+
+
+def test_an_archive_sent_as_base64_in_the_arguments_unpacks_like_a_file_and_goes_afterwards():
+    folder, data = pack(str(FIXTURES))
+    with unpacked_data(base64.b64encode(data).decode()) as directory:
+        assert sorted(os.listdir(directory)) == sorted(os.listdir(folder))
+    assert not os.path.exists(directory)
+
+
+@pytest.mark.parametrize("encoded", ["not base64!", base64.b64encode(b"no tar here").decode()])
+def test_an_archive_argument_that_is_not_an_archive_is_refused(encoded):
+    with pytest.raises(InvalidInput, match="archive is not the base64 text of a tar archive"), unpacked_data(encoded):
         pass
