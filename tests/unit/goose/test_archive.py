@@ -98,9 +98,10 @@ def test_a_file_that_is_not_an_archive_is_refused(tmp_path):
 
 
 def test_an_archive_sent_as_base64_in_the_arguments_unpacks_like_a_file_and_goes_afterwards():
-    folder, data = pack(str(FIXTURES))
+    folder, data = pack(str(FIXTURES), ["ca", "va"])
     with unpacked_data(base64.b64encode(data).decode()) as directory:
-        assert sorted(os.listdir(directory)) == sorted(os.listdir(folder))
+        assert sorted(os.listdir(directory)) == ["ca", "va"]
+        assert sorted(os.listdir(Path(directory) / "va")) == sorted(os.listdir(Path(folder) / "va"))
     assert not os.path.exists(directory)
 
 
