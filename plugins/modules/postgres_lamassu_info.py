@@ -102,6 +102,12 @@ options:
     type: raw
     version_added: 0.1.0
 attributes:
+  action:
+    description:
+      - An action plugin first asks, when Ansible becomes an unprivileged user on the host (C(become_user=postgres)),
+        whether the host can take Ansible's files for that user (C(setfacl), or a root login); without that and
+        without pipelining the task fails naming both fixes, before any module runs. See RV(host_access).
+    support: full
   check_mode:
     description: Reads the same facts; the module never changes anything.
     support: full
@@ -135,6 +141,15 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+host_access:
+  description:
+    - What Ansible's connection can do on the host, from the action plugin.
+    - C(async_jobs) is false when Ansible becomes an unprivileged user with pipelining on a host without the C(acl)
+      package. Ansible's asynchronous jobs need a file there, so the playbooks then run every copy in the
+      foreground. C(note) says so.
+  returned: always
+  type: dict
+  sample: {become_user: postgres, pipelining: true, files_shared: false, modules_run: true, async_jobs: false, note: "..."}
 server:
   description: The server and the login role.
   returned: always
