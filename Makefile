@@ -130,7 +130,15 @@ browser:
 			|| echo "chromium could not be installed: the browser test of the report will be skipped"; \
 	fi
 
-integration: venv server-packages pg-servers .collections/ansible_collections/lamassuiot/postgres kubernetes-core browser
+# Managed hosts as Docker containers (tests/harness/docker_hosts.py, tests/integration/test_managed_hosts.py): Debian's
+# docker.io started when no engine answers, the Debian 12 and 11 host images built once from Debian's packages and
+# cached (~/.cache/lamassuiot-postgres/images and the engine). Where no engine can start, it says why and the tests
+# that need one are skipped with that reason.
+.PHONY: docker-hosts
+docker-hosts: venv
+	$(PY) -m tests.harness.docker_hosts images
+
+integration: venv server-packages pg-servers .collections/ansible_collections/lamassuiot/postgres kubernetes-core browser docker-hosts
 	for version in $(PG_VERSIONS); do \
 		echo "== integration tests on PostgreSQL $$version"; \
 		LAMASSU_PG_VERSION=$$version $(BIN)/pytest tests/integration $(PYTEST_ARGS) -q -rs -p no:cacheprovider || exit 1; \

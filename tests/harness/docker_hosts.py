@@ -17,6 +17,7 @@ Command line (used by ``make docker-hosts``): ``python -m tests.harness.docker_h
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
@@ -135,10 +136,10 @@ def ensure_engine() -> None:
 
 
 @contextlib.contextmanager
-def _cache_lock() -> Iterator[None]:
-    """One builder at a time (pytest-xdist workers, a second make)."""
+def _cache_lock(dist: str) -> Iterator[None]:
+    """One builder of an image at a time (pytest-xdist workers, a second make)."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".lock", "w", encoding="utf-8") as lock:
+    with open(CACHE / f".lock-{dist}", "w", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
@@ -201,7 +202,7 @@ def ensure_image(dist: str) -> str:
     name = image_name(dist)
     if _docker("image", "inspect", name, check=False).returncode == 0:
         return name
-    with _cache_lock():
+    with _cache_lock(dist):
         if _docker("image", "inspect", name, check=False).returncode == 0:
             return name
         tarball = CACHE / f"{dist}-{_recipe(dist)}.tar"
@@ -326,10 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     images.add_argument("dists", nargs="*", default=list(DISTS))
     args = parser.parse_args(argv)
     try:
-        for dist in args.dists:
-            print(f"{dist}: {ensure_image(dist)}")
+        ensure_engine()
     except DockerUnavailable as exc:
         print(f"Docker hosts unavailable, their tests will be skipped: {exc}")
+        return 0
+    with concurrent.futures.ThreadPoolExecutor(len(args.dists)) as pool:  # debootstrap waits on the network
+        for dist, image in zip(args.dists, pool.map(ensure_image, args.dists), strict=True):
+            print(f"{dist}: {image}")
     return 0
 
 
