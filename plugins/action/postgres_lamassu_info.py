@@ -33,7 +33,7 @@ class ActionModule(ActionBase):
             probe = answer.get("stdout", "")
         access = assess(
             self.get_become_option("become_user") if probe is not None else None,
-            self._connection.is_pipelining_enabled(),
+            self._is_pipelining_enabled("new"),
             probe,
         )
         if not access.modules_run:
