@@ -167,7 +167,8 @@ molecule: venv server-packages .collections/ansible_collections/lamassuiot/postg
 	else \
 		echo "molecule/docker: skipped: $$hosts"; skip=(--exclude docker); \
 	fi; \
-	set -x; PATH="$(ABS_BIN):$$PATH" MOLECULE_GLOB='molecule/*/molecule.yml' LAMASSU_HOST_IMAGE="$$image" \
+	echo "molecule test --all $${skip[*]}"; \
+	PATH="$(ABS_BIN):$$PATH" MOLECULE_GLOB='molecule/*/molecule.yml' LAMASSU_HOST_IMAGE="$$image" \
 		$(BIN)/molecule test --all "$${skip[@]}"
 
 # Build the tarball, install it into a temporary path and render every module's docs from there.
