@@ -42,21 +42,26 @@ server-packages:
 	mkdir -p .collections/ansible_collections/lamassuiot
 	ln -sfn "$(CURDIR)" $@
 
-# kubernetes.core, which the kubernetes method of roles/service_control calls, for ansible-lint, --syntax-check and
-# tests (Galaxy is unreachable): taken from the `ansible` wheel on PyPI, pinned, the wheel cached in build/wheels.
+# Collections the project itself does not depend on, for its tooling (Galaxy is unreachable): taken from the `ansible`
+# wheel on PyPI, pinned, the wheel cached in build/wheels. kubernetes.core, which the kubernetes method of
+# roles/service_control calls, for ansible-lint, --syntax-check and tests; community.docker and ansible.posix, which
+# the create and destroy playbooks of Molecule's docker driver call (molecule/docker).
 ANSIBLE_BUNDLE ?= 12.3.0
-KUBERNETES_CORE := .collections/ansible_collections/kubernetes/core
+BUNDLED := .collections/ansible_collections
+KUBERNETES_CORE := $(BUNDLED)/kubernetes/core
 $(BUILD)/wheels/ansible-$(ANSIBLE_BUNDLE)-py3-none-any.whl: | venv
 	$(BIN)/pip download -q --no-deps --only-binary=:all: -d $(BUILD)/wheels ansible==$(ANSIBLE_BUNDLE)
 
-$(KUBERNETES_CORE)/MANIFEST.json: $(BUILD)/wheels/ansible-$(ANSIBLE_BUNDLE)-py3-none-any.whl
-	rm -rf $(KUBERNETES_CORE)
+# One rule for every bundled collection: the stem is <namespace>/<name>.
+$(BUNDLED)/%/MANIFEST.json: $(BUILD)/wheels/ansible-$(ANSIBLE_BUNDLE)-py3-none-any.whl
+	rm -rf $(BUNDLED)/$*
 	$(PY) -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
-		z.extractall(".collections", [n for n in z.namelist() if n.startswith("ansible_collections/kubernetes/core/")])' $<
+		z.extractall(".collections", [n for n in z.namelist() if n.startswith(sys.argv[2])])' $< ansible_collections/$*/
 	touch $@
 
-.PHONY: kubernetes-core
+.PHONY: kubernetes-core docker-collections
 kubernetes-core: $(KUBERNETES_CORE)/MANIFEST.json
+docker-collections: $(BUNDLED)/community/docker/MANIFEST.json $(BUNDLED)/ansible/posix/MANIFEST.json
 
 test: venv server-packages .collections/ansible_collections/lamassuiot/postgres lint sanity units integration interop molecule galaxy-build core-matrix
 	@echo "make test: all checks passed"
@@ -159,8 +164,20 @@ interop: venv server-packages go-peers .collections/ansible_collections/lamassui
 	LAMASSU_PG_VERSION=15 $(BIN)/pytest tests/interop -n 2 -q -p no:cacheprovider -rs
 
 # Molecule scenarios live at the top-level molecule/ (Molecule 26 would look under extensions/molecule/).
-molecule: venv server-packages .collections/ansible_collections/lamassuiot/postgres
-	PATH="$(ABS_BIN):$$PATH" MOLECULE_GLOB='molecule/*/molecule.yml' $(BIN)/molecule test --all
+# molecule/docker needs a Docker engine and the Debian host image (tests/harness/docker_hosts.py starts the one and
+# builds or finds the other, cached); its name carries a digest of its recipe and goes to molecule.yml as
+# LAMASSU_HOST_IMAGE. Without an engine that scenario is skipped, with the reason, and the others run.
+molecule: venv server-packages .collections/ansible_collections/lamassuiot/postgres docker-collections
+	@hosts=$$($(PY) -m tests.harness.docker_hosts images bookworm) || exit 1; \
+	image=$$(sed -n 's/^bookworm: //p' <<< "$$hosts"); \
+	if [ -n "$$image" ]; then \
+		echo "molecule/docker: host image $$image"; skip=(); \
+	else \
+		echo "molecule/docker: skipped: $$hosts"; skip=(--exclude docker); \
+	fi; \
+	echo "molecule test --all $${skip[*]}"; \
+	PATH="$(ABS_BIN):$$PATH" MOLECULE_GLOB='molecule/*/molecule.yml' LAMASSU_HOST_IMAGE="$$image" \
+		$(BIN)/molecule test --all "$${skip[@]}"
 
 # Build the tarball, install it into a temporary path and render every module's docs from there.
 galaxy-build: venv

@@ -1,6 +1,7 @@
 """The Molecule scenarios and the example migration tree, checked without running them (``make test`` runs them).
 
-* Molecule finds both scenarios and their instances at the top-level ``molecule/``;
+* Molecule finds every scenario and its instances at the top-level ``molecule/`` (the docker scenario's
+  containers by the prefix that keeps them apart from the harness's ``lamassu-test-*``);
 * ``docs/examples/migrations`` (used by the scenarios and ``make demo``) agrees with the
   legacy fixture's goose history: every applied version has its file, nothing older than
   a service's newest applied version is unapplied (goose would call it missing), some
@@ -27,7 +28,7 @@ MIGRATIONS = ROOT / "docs" / "examples" / "migrations"
 FILE_NAME = re.compile(r"^(00000000000001|\d{14})_[a-z0-9_]+\.(sql|go|py)$")
 
 
-def test_molecule_finds_both_scenarios():
+def test_molecule_finds_every_scenario():
     ensure_collection_path()
     env = {
         **os.environ,
@@ -47,13 +48,16 @@ def test_molecule_finds_both_scenarios():
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = {tuple(line.split()[:4]) for line in proc.stdout.splitlines() if line.strip()}
-    for instance, name in (
-        ("lamassu-pg", "default"),
-        ("pg-dev", "fleet"),
-        ("pg-staging", "fleet"),
-        ("pg-prod", "fleet"),
+    for instance, driver, name in (
+        ("lamassu-pg", "default", "default"),
+        ("pg-dev", "default", "fleet"),
+        ("pg-staging", "default", "fleet"),
+        ("pg-prod", "default", "fleet"),
+        ("lamassu-molecule-dev", "docker", "docker"),
+        ("lamassu-molecule-staging", "docker", "docker"),
+        ("lamassu-molecule-prod", "docker", "docker"),
     ):
-        assert (instance, "default", "ansible", name) in rows, proc.stdout
+        assert (instance, driver, "ansible", name) in rows, proc.stdout
 
 
 @pytest.mark.parametrize("service", SERVICES)
