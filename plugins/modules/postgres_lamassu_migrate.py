@@ -78,7 +78,7 @@ options:
   archive:
     description:
       - The migrations as the base64 text of a gzip'd tar archive of the directory (as O(path) would name it).
-      - This is how the action sends O(src): inside the module's arguments, with no file transfer, so it also works
+      - This is how the action sends O(src), inside the module's arguments, with no file transfer, so it also works
         when Ansible becomes an unprivileged user (C(become_user=postgres)) with pipelining on a host without the
         C(acl) package. Give O(src) or O(path) instead.
     type: str
