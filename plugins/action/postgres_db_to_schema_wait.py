@@ -77,7 +77,8 @@ class _Renewal:
                 f"The lease of the run on the server-wide lock could not be renewed: {result.get('msg')}"
             )
         for warning in result.get("warnings") or []:
-            display.warning(warning)
+            # ansible-core 2.19 hands a module's warnings to an action as WarningSummary objects, earlier as text
+            display.warning(getattr(getattr(warning, "event", None), "msg", warning))
         self.last = time.monotonic()
 
 
