@@ -14,6 +14,7 @@ from ..session import Session
 from . import freeze, source_changes, verify
 from .catalog import read_catalog
 from .journal import CopyRecord, Journal
+from .phases import COMPARE, DROP_SOURCE
 from .request import LOCK_RETRY_SECONDS, MESSAGE_OBJECTS, REMEDY, CopyJob, database_exists
 from .snapshot import hashable
 from .target import drop_leftovers, target_state
@@ -49,7 +50,7 @@ def absent(job: CopyJob, session: Session) -> dict:
 def drop_source(job: CopyJob, session: Session, journal: Journal, changes: list[str]) -> None:
     """Drop the source database, unless it took writes after its copy (``changes``, ``source_changes_since``)."""
     req = job.request
-    job.phase = "drop_source"
+    job.phase = DROP_SOURCE
     if not database_exists(session, req.source_database):
         job.source_dropped = True
         return
@@ -107,7 +108,7 @@ def refuse_losing_data(job: CopyJob, session: Session, record: CopyRecord, verb:
         )
     if req.discard_changes:
         return
-    job.phase = "compare"
+    job.phase = COMPARE
     changes = _changes_since_copy(job, record)
     if changes:
         shown = "; ".join(changes[:MESSAGE_OBJECTS])

@@ -1,6 +1,6 @@
 # Copyright (c) 2026 Lamassu IoT contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What every room of the copy shares: the request, the staging name, and ``CopyJob``, one run's state and result."""
+"""What every part of the copy shares: the request, the staging name, and ``CopyJob``, one run's state and result."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ..lamassu import DEFAULT_DATABASE, JOURNAL_SCHEMA
 from ..names import check_identifier
 from . import verify
 from .hooks import Hooks
+from .phases import PLAN
 from .progress import NoProgress
 from .stream import prepare_session
 
@@ -124,7 +125,7 @@ class CopyJob:
         self.hooks = hooks
         self._log_to = log or (lambda message: None)
         self.progress = progress or NoProgress()
-        self._phase = "plan"
+        self._phase = PLAN
         self.queries: list[str] = []
         self.started = time.monotonic()
         self.staging = staging_name(request.target)
