@@ -117,6 +117,7 @@ class Engine:
         record = journal.published(req.source_database, req.source_schema, req.target)
         source_exists = database_exists(session, req.source_database)
         job.source_owner = access.database_owner(session, req.source_database) if source_exists else None
+        job.before = removal.found(session, record, req.source_database, source_exists)
         if record:
             job.source_changes = removal.source_changes_since(job, record.source_stats) if source_exists else None
             if not (job.source_changes and req.if_target_exists == "replace"):

@@ -20,12 +20,22 @@ from .snapshot import hashable
 from .target import drop_leftovers, target_state
 
 
+def found(session: Session, record: CopyRecord | None, source_database: str, source_exists: bool) -> dict:
+    """The copy and its source as the run finds them: the ``before`` of the module's diff."""
+    return {
+        "copied": record is not None,
+        "source_frozen": source_exists and freeze.is_frozen(session, source_database),
+        "source_dropped": not source_exists,
+    }
+
+
 def absent(job: CopyJob, session: Session) -> dict:
     """Remove the recorded copy (unless that loses data), the staging leftovers, and the source's freeze."""
     req = job.request
     journal = Journal(session)
     record = journal.published(req.source_database, req.source_schema, req.target)
     target = target_state(session, req.target)
+    job.before = found(session, record, req.source_database, database_exists(session, req.source_database))
     changed = False
     if record:
         refuse_losing_data(job, session, record)

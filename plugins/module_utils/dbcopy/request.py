@@ -131,6 +131,7 @@ class CopyJob:
         self.staging = staging_name(request.target)
         self.frozen = False
         self.source_dropped = False
+        self.before: dict | None = None  # the copy and its source as the run found them (removal.found)
         self.source_stats: dict | None = None  # the source's counters at the snapshot of this run's copy
         self.source_changes: list[str] | None = None  # since the recorded copy; None while not known
         self.source_owner: str | None = None  # the owner of the source database, once read
@@ -198,6 +199,7 @@ class CopyJob:
             "service_role": self.service_role,
             "dsn": self.params.dsn(req.target_database, req.target, self.service_role),
             "queries": self.queries,
+            "before": self.before,
         }
 
 
