@@ -46,8 +46,8 @@ from .._compat import transaction
 from .._pg import psycopg2, sql
 from ..connection import ConnectionParams, connect
 from ..errors import ConnectionFailed, InvalidInput, LamassuError, OperationFailed
+from ..service_results import combined, failed_among
 from ..session import Session
-from ..several import combined, failed_among
 from . import access, ddl, freeze, removal, snapshot, source_changes, target
 from .catalog_model import SourceCatalog
 from .hooks import Hooks
