@@ -73,6 +73,11 @@ class _Run:
     search_path: sql.Composable | None = None
     outcomes: list[TableOutcome] | None = None
 
+    def close_snapshot(self) -> None:
+        if self.coordinator is not None:
+            self.coordinator.close()
+            self.coordinator = None
+
 
 class Engine:
     """One run of the module for ``state: present``, phase by phase; ``job`` holds the run's state."""
@@ -166,8 +171,7 @@ class Engine:
                         job.phase = phase
                         steps[phase](run)
             finally:
-                if run.coordinator is not None:
-                    run.coordinator.close()
+                run.close_snapshot()
         except BaseException:
             if self.locked and job.phase not in (FREEZE, DROP_SOURCE):  # a staging schema may be left
                 target.cleanup(job, run.session)
@@ -229,6 +233,7 @@ class Engine:
     def _publish(self, run: _Run) -> None:
         job = self.job
         target.publish(job, run.session, run.journal, run.catalog, run.outcomes, run.started_at)
+        run.close_snapshot()  # before drop_source, which refuses while a session is connected to the source
         if not job.check_mode:
             job.source_changes = []  # this run's copy holds what the source holds
             job.log(f"published in {job.elapsed():.1f} s")
