@@ -14,9 +14,19 @@ from ..session import Session
 from . import freeze, source_changes, verify
 from .catalog import read_catalog
 from .journal import CopyRecord, Journal
+from .phases import COMPARE, DROP_SOURCE
 from .request import LOCK_RETRY_SECONDS, MESSAGE_OBJECTS, REMEDY, CopyJob, database_exists
 from .snapshot import hashable
 from .target import drop_leftovers, target_state
+
+
+def found(session: Session, record: CopyRecord | None, source_database: str, source_exists: bool) -> dict:
+    """The copy and its source as the run finds them: the ``before`` of the module's diff."""
+    return {
+        "copied": record is not None,
+        "source_frozen": source_exists and freeze.is_frozen(session, source_database),
+        "source_dropped": not source_exists,
+    }
 
 
 def absent(job: CopyJob, session: Session) -> dict:
@@ -25,6 +35,7 @@ def absent(job: CopyJob, session: Session) -> dict:
     journal = Journal(session)
     record = journal.published(req.source_database, req.source_schema, req.target)
     target = target_state(session, req.target)
+    job.before = found(session, record, req.source_database, database_exists(session, req.source_database))
     changed = False
     if record:
         refuse_losing_data(job, session, record)
@@ -49,7 +60,7 @@ def absent(job: CopyJob, session: Session) -> dict:
 def drop_source(job: CopyJob, session: Session, journal: Journal, changes: list[str]) -> None:
     """Drop the source database, unless it took writes after its copy (``changes``, ``source_changes_since``)."""
     req = job.request
-    job.phase = "drop_source"
+    job.phase = DROP_SOURCE
     if not database_exists(session, req.source_database):
         job.source_dropped = True
         return
@@ -107,7 +118,7 @@ def refuse_losing_data(job: CopyJob, session: Session, record: CopyRecord, verb:
         )
     if req.discard_changes:
         return
-    job.phase = "compare"
+    job.phase = COMPARE
     changes = _changes_since_copy(job, record)
     if changes:
         shown = "; ".join(changes[:MESSAGE_OBJECTS])

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import InvalidInput
-from ..goose_history import History, HistoryRow
 from .source import MigrationSource
+from .store import History, HistoryRow
 
 UP = "up"
 DOWN = "down"
