@@ -49,7 +49,9 @@ def phony_targets() -> set[str]:
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_help_lists_every_phony_target_with_one_line():
-    listed = subprocess.run(["make", "-s", "--no-print-directory", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run(
+        ["make", "-s", "--no-print-directory", "help"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     lines = listed.splitlines()
     names = [line.split()[1] for line in lines]
     assert set(names) == phony_targets()
