@@ -12,20 +12,21 @@ description:
     variable that sets the option.
 options:
   _input:
-    description: The result of the failed task.
-    type: dict
+    description: C(ansible_failed_result), in a C(rescue) section.
     required: true
+    type: dict
 author:
   - Lamassu IoT contributors (@lamassuiot)
 """
 
 EXAMPLES = r"""
-- name: Note the failure for the report
-  ansible.builtin.set_fact:
-    lamassu_failure:
-      task: "{{ ansible_failed_task.name | default('unknown') }}"
-      msg: "{{ ansible_failed_result | lamassuiot.postgres.failure_message }}"
-      fix: "{{ ansible_failed_result | lamassuiot.postgres.failure_fix }}"
+# playbooks/tasks/note-failure.yml notes it beside the message (lamassuiot.postgres.failure_message).
+- name: Show the option that gets past the failure
+  ansible.builtin.debug:
+    msg: "set {{ fix.option }}={{ fix.value }}: {{ fix.why }}"
+  vars:
+    fix: "{{ ansible_failed_result | lamassuiot.postgres.failure_fix }}"
+  when: fix | length > 0
 """
 
 RETURN = r"""

@@ -78,7 +78,7 @@ options:
   archive:
     description:
       - The migrations as the base64 text of a gzip'd tar archive of the directory (as O(path) would name it).
-      - This is how the action sends O(src): inside the module's arguments, with no file transfer, so it also works
+      - This is how the action sends O(src), inside the module's arguments, with no file transfer, so it also works
         when Ansible becomes an unprivileged user (C(become_user=postgres)) with pipelining on a host without the
         C(acl) package. Give O(src) or O(path) instead.
     type: str
@@ -333,6 +333,24 @@ queries:
   type: list
   elements: str
   sample: ['SET search_path TO "ca"', 'CREATE TABLE certificates (...)', 'INSERT INTO "ca"."goose_db_version" (version_id, is_applied) VALUES (1, true)']
+fix:
+  description:
+    - The module option that gets past the error, its value, and what setting it does (the playbooks of the
+      collection show it in the report as the playbook variable that sets the option).
+    - "When missing (out-of-order) migrations are refused: O(allow_missing=true)."
+  returned: on failure, when an option gets past it
+  type: dict
+  contains:
+    option:
+      description: The module option.
+      type: str
+    value:
+      description: Its value.
+      type: raw
+    why:
+      description: What setting it does, and what it costs.
+      type: str
+  sample: {option: allow_missing, value: true, why: applies the missing migrations before the newer ones}
 """
 
 # First, with nothing before it that needs Python 3.8: an older host Python fails here with a reason.
