@@ -193,9 +193,9 @@ def host_summary(
 ) -> dict:
     """One host of the report. ``after``: the info result the report read (failed when the server could not be
     read); ``before``: an info result of before the run (empty: ``after``); ``copies`` and ``migrations``: the
-    results of the copy and migrate runs; ``failure``: ``task`` and ``msg`` of the failure of the run; ``problems``:
-    the preflight's (None: those of ``after``); ``steps``: ``[step, epoch seconds]`` at the end of each step;
-    ``fix_variables``: the playbook variable of each module option a fix names."""
+    results of the copy and migrate runs; ``failure``: ``task``, ``msg`` and ``fix`` of the failure of the run;
+    ``problems``: the preflight's (None: those of ``after``); ``steps``: ``[step, epoch seconds]`` at the end of each
+    step; ``fix_variables``: the playbook variable of each module option a fix names."""
     runs = service_runs(copies or [], migrations or [], fix_variables)
     rows = service_rows(after, before or after, services, migrated_by_this_run(migrations or [], check_mode), runs)
     if failure:

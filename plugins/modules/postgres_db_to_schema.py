@@ -342,7 +342,9 @@ fix:
   description:
     - The module option that gets past the error, its value, and what setting it does (the playbooks of the
       collection show it in the report as the playbook variable that sets the option).
-    - "When the copy is refused and a module option gets past the refusal: O(if_target_exists=replace) (a target that holds only the empty tables of a newer Lamassu, or a source that took writes after its copy) or O(discard_changes=true)."
+    - "When the copy is refused and a module option gets past the refusal: O(if_target_exists=replace) (a target
+      that holds only the empty tables of a newer Lamassu, or a source that took writes after its copy) or
+      O(discard_changes=true)."
   returned: on failure, when an option gets past it
   type: dict
   contains:
