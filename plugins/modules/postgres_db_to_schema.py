@@ -340,23 +340,12 @@ queries:
   elements: str
 fix:
   description:
-    - The module option that gets past the error, its value, and what setting it does (the playbooks of the
-      collection show it in the report as the playbook variable that sets the option).
     - "When the copy is refused and a module option gets past the refusal: O(if_target_exists=replace) (a target
       that holds only the empty tables of a newer Lamassu, or a source that took writes after its copy) or
       O(discard_changes=true)."
+    - C(option), C(value) and C(why) (what setting it does); the report shows the playbook variable that sets it.
   returned: on failure, when an option gets past it
   type: dict
-  contains:
-    option:
-      description: The module option.
-      type: str
-    value:
-      description: Its value.
-      type: raw
-    why:
-      description: What setting it does, and what it costs.
-      type: str
   sample: {option: discard_changes, value: true, why: removes the schema anyway, losing its changes since the copy}
 """
 

@@ -182,21 +182,10 @@ queries:
   sample: [SELECT pg_try_advisory_lock(2359239940)]
 fix:
   description:
-    - The module option that gets past the error, its value, and what setting it does (the playbooks of the
-      collection show it in the report as the playbook variable that sets the option).
     - "When the lock is held by another run of the collection: O(break_lock) with that run's id."
+    - C(option), C(value) and C(why) (what setting it does); the report shows the playbook variable that sets it.
   returned: on failure, when an option gets past it
   type: dict
-  contains:
-    option:
-      description: The module option.
-      type: str
-    value:
-      description: Its value.
-      type: raw
-    why:
-      description: What setting it does, and what it costs.
-      type: str
   sample: {option: break_lock, value: 20261202T073303Z, why: ends the lock of that run}
 """
 

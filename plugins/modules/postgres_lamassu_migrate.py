@@ -335,21 +335,10 @@ queries:
   sample: ['SET search_path TO "ca"', 'CREATE TABLE certificates (...)', 'INSERT INTO "ca"."goose_db_version" (version_id, is_applied) VALUES (1, true)']
 fix:
   description:
-    - The module option that gets past the error, its value, and what setting it does (the playbooks of the
-      collection show it in the report as the playbook variable that sets the option).
     - "When missing (out-of-order) migrations are refused: O(allow_missing=true)."
+    - C(option), C(value) and C(why) (what setting it does); the report shows the playbook variable that sets it.
   returned: on failure, when an option gets past it
   type: dict
-  contains:
-    option:
-      description: The module option.
-      type: str
-    value:
-      description: Its value.
-      type: raw
-    why:
-      description: What setting it does, and what it costs.
-      type: str
   sample: {option: allow_missing, value: true, why: applies the missing migrations before the newer ones}
 """
 
