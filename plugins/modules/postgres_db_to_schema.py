@@ -345,6 +345,15 @@ queries:
   returned: always
   type: list
   elements: str
+fix:
+  description:
+    - "When the copy is refused and a module option gets past the refusal: O(if_target_exists=replace) (a target
+      that holds only the empty tables of a newer Lamassu, or a source that took writes after its copy) or
+      O(discard_changes=true)."
+    - C(option), C(value) and C(why) (what setting it does); the report shows the playbook variable that sets it.
+  returned: on failure, when an option gets past it
+  type: dict
+  sample: {option: discard_changes, value: true, why: removes the schema anyway, losing its changes since the copy}
 """
 
 # First, with nothing before it that needs Python 3.8: an older host Python fails here with a reason.

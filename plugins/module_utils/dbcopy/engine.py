@@ -9,32 +9,7 @@ and drops them first), then published in one transaction that renames it to
 the target name and writes the journal row. A session-level advisory lock in
 the target database keeps two runs on the same target apart.
 
-The modules of the copy (``plugins/module_utils/dbcopy/``), from the top down:
-
-- ``engine.py`` runs the phases, in order, for ``state: present``; check mode
-  runs them on a dry-run session (``queries`` lists what a real run executes);
-- ``scheduler.py`` the data phase: the work queue, the workers, the page-range
-  pieces of big tables, and finishing a table (its indexes, its verification);
-- ``removal.py`` what removes data: ``state: absent``, ``drop_source``, and the
-  checks that refuse to lose writes (copy or source changed since the copy);
-- ``target.py`` the target database: connection and lock, the target schema's
-  state, the staging schema (built, published, dropped as a leftover), the
-  extensions needed;
-- ``access.py`` the owner and grants of the published schema, the service's
-  login role and the grants it lacks on the database and its schema;
-- ``snapshot.py`` what is read from the source before rows move: catalog,
-  exported snapshot, page ranges, hashable tables;
-- ``request.py`` what all share: ``CopyRequest``, ``staging_name``, constants,
-  and ``CopyJob``, one run's state and result skeleton;
-- ``progress.py`` the progress file (tables and bytes done) an asynchronous run keeps for its watcher;
-- ``phases.py`` the phases in order and the pause points inside them;
-- ``hooks.py`` the test hooks (pause at a phase, split small tables), read
-  from the environment once per run;
-- ``catalog.py`` reads the source into the dataclasses of ``catalog_model.py``
-  (``unsupported.py`` lists what the copy refuses), ``ddl.py`` makes the statements,
-  ``stream.py`` moves rows with COPY, ``verify.py`` compares, ``journal.py``
-  records, ``freeze.py`` makes the source read-only, ``source_changes.py``
-  tells whether the source took writes since its copy.
+The other files of the copy are listed in ``docs/code-tour.md``.
 """
 
 from __future__ import annotations

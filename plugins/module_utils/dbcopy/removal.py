@@ -9,13 +9,13 @@ import time
 
 from .._compat import transaction
 from .._pg import sql
-from ..errors import InvalidInput, OperationFailed
+from ..errors import Fix, InvalidInput, OperationFailed
 from ..session import Session
 from . import freeze, source_changes, verify
 from .catalog import read_catalog
 from .journal import CopyRecord, Journal
 from .phases import COMPARE, DROP_SOURCE
-from .request import LOCK_RETRY_SECONDS, MESSAGE_OBJECTS, REMEDY, CopyJob, database_exists
+from .request import LOCK_RETRY_SECONDS, MESSAGE_OBJECTS, RECOPY, REMEDY, CopyJob, database_exists
 from .snapshot import hashable
 from .target import drop_leftovers, target_state
 
@@ -68,7 +68,8 @@ def drop_source(job: CopyJob, session: Session, journal: Journal, changes: list[
         raise InvalidInput(
             f"Refusing to drop the source database {req.source_database!r}: it changed after its copy into "
             f"schema {req.target!r} ({source_changes.summary(changes)}), and those writes would be lost. "
-            f"The database was kept. {REMEDY}"
+            f"The database was kept. {REMEDY}",
+            fix=RECOPY,
         )
     if not session.dry_run:
         _wait_own_sessions_gone(job, session, req.source_database)
@@ -126,7 +127,8 @@ def refuse_losing_data(job: CopyJob, session: Session, record: CopyRecord, verb:
         raise InvalidInput(
             f"{where}: it changed since the copy of {req.source_database}.{req.source_schema} recorded at "
             f"{record.finished_at} ({shown}{more}). Those changes are not in the source database and would be "
-            f"lost; set discard_changes=true to {verb} the schema anyway. Nothing was changed."
+            f"lost; set discard_changes=true to {verb} the schema anyway. Nothing was changed.",
+            fix=Fix("discard_changes", True, f"{verb}s the schema anyway, losing its changes since the copy"),
         )
 
 

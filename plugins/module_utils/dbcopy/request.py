@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 from .._pg import extensions
 from ..connection import ConnectionParams, connect
-from ..errors import InvalidInput
+from ..errors import Fix, InvalidInput
 from ..lamassu import DEFAULT_DATABASE, JOURNAL_SCHEMA
 from ..names import check_identifier
 from . import verify
@@ -25,10 +25,8 @@ APPLICATION = "lamassuiot.postgres db_to_schema"
 MESSAGE_OBJECTS = 20
 # How long a lock or a session of a run that has just closed its connection may still be listed.
 LOCK_RETRY_SECONDS = 5
-REMEDY = (
-    "copy it again with if_target_exists=replace (playbooks: -e db_to_schema_if_target_exists=replace), or accept "
-    "losing those writes with accept_source_changes=true (playbooks: -e lamassu_accept_source_changes=true)"
-)
+REMEDY = "copy it again with if_target_exists=replace, or accept losing those writes with accept_source_changes=true"
+RECOPY = Fix("if_target_exists", "replace", "copies the source database again, with the writes made after its copy")
 TABLE_RESULT_KEYS = ("name", "rows", "bytes", "seconds", "verified")
 
 
