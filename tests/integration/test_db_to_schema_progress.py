@@ -118,7 +118,8 @@ def legacy(pg):
 def test_copies_above_the_threshold_run_in_the_background_with_progress_lines(pg, legacy, tmp_path):
     target = unique("lamassu")
     progress_dir = tmp_path / "progress"
-    with held_at_final(str(tmp_path / "pause"), 4) as hold:
+    # Held long enough at the final phase that a busy machine still polls each copy while it runs.
+    with held_at_final(str(tmp_path / "pause"), 10) as hold:
         background = run_local_play(
             tmp_path,
             pg,
@@ -191,7 +192,7 @@ def test_a_failed_copy_in_the_background_fails_the_wait_naming_it(pg, legacy, tm
 
 
 def test_the_wait_renews_the_lease_of_the_run_on_the_server_wide_lock(pg, legacy, tmp_path):
-    """A lease of 3 s renewed every second by the progress loop: one holder all along, its lease end moving on."""
+    """A lease of 6 s renewed every 2 s by the progress loop: one holder all along, its lease end moving on."""
     owner = {"run_id": "20261202T073303Z", "controller_host": "ctl", "controller_pid": 4242}
     lock = "lamassuiot.postgres.postgres_lamassu_lock"
     play = copy_play(
@@ -199,7 +200,7 @@ def test_the_wait_renews_the_lease_of_the_run_on_the_server_wide_lock(pg, legacy
         unique("lamassu"),
         db_to_schema_async_threshold_mb=0,
         db_to_schema_progress_interval=1,
-        db_to_schema_renew_lock={**pg.module_defaults(), **owner, "lease": 3},
+        db_to_schema_renew_lock={**pg.module_defaults(), **owner, "lease": 6},
     )
     play["tasks"].insert(0, {"name": "Take the lock", lock: {**owner, "lease": 60}})
     seen: set[tuple[int, str]] = set()
@@ -217,7 +218,7 @@ def test_the_wait_renews_the_lease_of_the_run_on_the_server_wide_lock(pg, legacy
 
     watcher = threading.Thread(target=watch, daemon=True)
     try:
-        with held_at_final(str(tmp_path / "pause"), 5) as hold:
+        with held_at_final(str(tmp_path / "pause"), 10) as hold:
             watcher.start()
             run = run_local_play(tmp_path, pg, play, env=hold)
     finally:
