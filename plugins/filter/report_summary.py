@@ -22,10 +22,12 @@ options:
         when the server could not be read).
       - C(before) - its result from before the run; empty for C(after).
       - C(migrations) - the results of the migrate runs of the play (C(item), C(pending), C(applied), C(failed)).
-      - C(failure) - C(task) and C(msg) of the failure of the run, empty when it did not fail.
+      - C(failure) - C(task), C(msg) and C(fix) (P(lamassuiot.postgres.failure_fix#filter)) of the failure of the
+        run, empty when it did not fail.
       - C(problems) - the problems the preflight found; null for those of C(after).
       - C(started_at), C(finished_at) - epoch seconds of the run on the host.
       - C(groups) - the host's groups; C(check_mode) - whether the play runs in check mode.
+      - C(fix_variables) - the playbook variable that sets each module option a fix names.
     type: dict
     required: true
 author:
@@ -49,7 +51,7 @@ RETURN = r"""
 _value:
   description:
     - C(name), C(groups), C(status), C(phase) (V(unknown) without services), C(duration_s), C(failed_task),
-      C(message), C(problems), C(server) (its version), C(rows_copied) and C(services), per service C(name),
+      C(message), C(fix) (C(variable), C(value), C(why), C(setting)), C(problems), C(server) (its version), C(rows_copied) and C(services), per service C(name),
       C(phase_before), C(phase), C(goose_before), C(goose_after), C(rows_copied), C(copy_duration_s), C(verified).
   type: dict
   sample: {name: db1, groups: [dev], status: ok, phase: migrated, duration_s: 12.5, failed_task: null, message: null,

@@ -4,22 +4,32 @@
 
 Every message is meant for an operator: it names the object and the cause and
 never contains a password. ``result`` carries what was already done (like
-goose's PartialError), so a failed run still reports it.
+goose's PartialError), so a failed run still reports it. ``fix`` names the module
+option that gets past the error; the roles know which playbook variable sets it.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Fix:
+    """The module option an operator can set to get past an error, its value, and what setting it costs."""
+
+    option: str
+    value: object
+    why: str
+
 
 class LamassuError(Exception):
-    """Base class; ``main()`` of every module turns it into ``fail_json``."""
+    """Base class; ``main()`` of every module turns it into ``fail_json``, ``fix`` into the result's ``fix``."""
 
-    def __init__(self, message: str, result: dict | None = None):
+    def __init__(self, message: str, result: dict | None = None, fix: Fix | None = None):
         super().__init__(message)
         self.result = dict(result or {})
-
-
-class DriverMissing(LamassuError):
-    """psycopg2 cannot be imported on the managed host."""
+        if fix is not None:
+            self.result["fix"] = asdict(fix)
 
 
 class ConnectionFailed(LamassuError):

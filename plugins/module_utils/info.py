@@ -21,8 +21,7 @@ from .dbcopy.journal import Journal
 from .errors import InvalidInput, LamassuError, OperationFailed
 from .goose.plan import pending_entries
 from .goose.source import collect
-from .goose.store import VersionStore
-from .goose_history import History
+from .goose.store import History, VersionStore
 from .lamassu import GOOSE_TABLE, JOURNAL_SCHEMA, MAINTENANCE_DATABASE, UNIFIED_DATABASE_NAMES
 from .migration_checks import CHECKS_TABLE, read_or_none
 from .migration_tree import find_root

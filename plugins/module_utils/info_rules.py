@@ -27,7 +27,7 @@ from .connection import ConnectionParams
 from .dbcopy import source_changes
 from .dbcopy.journal import CopyRecord
 from .errors import InvalidInput
-from .goose_history import History
+from .goose.store import History
 from .lamassu import SERVICES
 from .names import check_identifier
 

@@ -5,6 +5,7 @@
 The filter plugins of the collection call these on the controller; the report templates only format the result.
 
 * ``failure_message``: the message of a failed task (``ansible_failed_result``), naming each failed loop item;
+* ``failure_fix``: the fix a failed task's module named (``fix``: ``option``, ``value``, ``why``);
 * ``host_summary``: one host of the report, from the info results before and after the run and what the run did;
 * ``fleet_report``: every host of the play, the hosts per phase, the run's details, what to do next
   (``report_runs.next_steps``) and the names for the files.
@@ -13,6 +14,7 @@ The filter plugins of the collection call these on the controller; the report te
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from ._compat import zip_strict
 from .info_rules import PHASES
@@ -30,6 +32,12 @@ def failure_message(result: dict) -> str:
     failed = [run for run in result.get("results") or [] if run.get("failed")]
     named = "; ".join(f"{run.get('item', run.get('schema'))}: {run.get('msg', 'failed')}" for run in failed)
     return named or result.get("msg", "failed without a message")
+
+
+def failure_fix(result: dict) -> dict:
+    """The ``fix`` of the first failed loop item that has one, else the task's own (empty: no fix named)."""
+    fixes = [run["fix"] for run in result.get("results") or [] if run.get("failed") and run.get("fix")]
+    return fixes[0] if fixes else result.get("fix") or {}
 
 
 def migrated_by_this_run(migrations: list[dict], check_mode: bool) -> set[str]:
@@ -85,10 +93,12 @@ def item_name(result: dict):
     return item.get("item") if isinstance(item, dict) else item
 
 
-def service_runs(copies: list[dict], migrations: list[dict]) -> dict[str, dict]:
+def service_runs(
+    copies: list[dict], migrations: list[dict], fix_variables: Mapping[str, str] | None = None
+) -> dict[str, dict]:
     """Per service what this run did: tables and MB copied (a copy made by an earlier run is not counted), MB/s,
-    the migrations applied (or planned, in check mode) with their duration, and the message and fix of a failed
-    copy or migrate run."""
+    the migrations applied (or planned, in check mode) with their duration, and the message and fix (``playbook_fix``
+    with ``fix_variables``) of a failed copy or migrate run."""
     runs: dict[str, dict] = {}
     for result in [*copies, *migrations]:
         name = item_name(result)
@@ -97,7 +107,7 @@ def service_runs(copies: list[dict], migrations: list[dict]) -> dict[str, dict]:
         run = runs.setdefault(name, dict(NOT_RUN, migrations=[]))
         if result.get("failed"):
             run["failure"] = result.get("msg", "failed without a message")
-            run["fix"] = playbook_fix(run["failure"])
+            run["fix"] = playbook_fix(result.get("fix"), fix_variables or {})
         if "tables" in result and result.get("changed"):
             megabytes = sum(table.get("bytes") or 0 for table in result["tables"]) / 1e6
             seconds = result.get("duration_s") or 0
@@ -113,24 +123,16 @@ def service_runs(copies: list[dict], migrations: list[dict]) -> dict[str, dict]:
     return runs
 
 
-# Module options named in messages, as the playbook variable that sets them (docs/playbooks.md).
-PLAYBOOK_FIXES = (
-    ("discard_changes=true", "-e lamassu_rollback_discard_changes=true"),
-    ("accept_source_changes=true", "-e lamassu_accept_source_changes=true"),
-    ("if_target_exists=replace", "-e db_to_schema_if_target_exists=replace"),
-    ("allow_missing", "-e schema_migrate_allow_missing=true"),
-)
-EXPLICIT_FIX = re.compile(r"(?<![\w-])-e [\w.-]+=[\w.,-]*\w")
-
-
-def playbook_fix(message: str | None) -> str | None:
-    """The fix a failure message points at, written as the playbook variable that sets it (None: no fix named)."""
-    if not message:
+def playbook_fix(fix: dict | None, variables: Mapping[str, str]) -> dict | None:
+    """A module's ``fix`` (``option``, ``value``, ``why``) as the playbook variable that sets the option
+    (``variables``: option -> variable, given by the report role): ``variable``, ``value`` as written on the command
+    line, ``why`` and ``setting`` (``-e variable=value``, else ``option=value``). None: no fix."""
+    if not isinstance(fix, Mapping) or not fix:
         return None
-    explicit = EXPLICIT_FIX.search(message)
-    if explicit:
-        return explicit.group(0)
-    return next((fix for needle, fix in PLAYBOOK_FIXES if needle in message), None)
+    value = str(fix["value"]).lower() if isinstance(fix["value"], bool) else str(fix["value"])
+    variable = variables.get(fix["option"])
+    setting = f"-e {variable}={value}" if variable else f"{fix['option']}={value}"
+    return {"variable": variable, "value": value, "why": fix.get("why"), "setting": setting}
 
 
 def goose_version(service: dict) -> int | None:
@@ -187,12 +189,14 @@ def host_summary(
     check_mode: bool = False,
     copies: list[dict] | None = None,
     steps: list | None = None,
+    fix_variables: Mapping[str, str] | None = None,
 ) -> dict:
     """One host of the report. ``after``: the info result the report read (failed when the server could not be
     read); ``before``: an info result of before the run (empty: ``after``); ``copies`` and ``migrations``: the
-    results of the copy and migrate runs; ``failure``: ``task`` and ``msg`` of the failure of the run; ``problems``:
-    the preflight's (None: those of ``after``); ``steps``: ``[step, epoch seconds]`` at the end of each step."""
-    runs = service_runs(copies or [], migrations or [])
+    results of the copy and migrate runs; ``failure``: ``task``, ``msg`` and ``fix`` of the failure of the run;
+    ``problems``: the preflight's (None: those of ``after``); ``steps``: ``[step, epoch seconds]`` at the end of each
+    step; ``fix_variables``: the playbook variable of each module option a fix names."""
+    runs = service_runs(copies or [], migrations or [], fix_variables)
     rows = service_rows(after, before or after, services, migrated_by_this_run(migrations or [], check_mode), runs)
     if failure:
         status = "failed"
@@ -212,7 +216,7 @@ def host_summary(
         "steps": step_durations(steps or [], started_at, finished_at, status == "failed"),
         "failed_task": (failure or {}).get("task"),
         "message": message,
-        "fix": playbook_fix(message) if status == "failed" else None,
+        "fix": playbook_fix((failure or {}).get("fix"), fix_variables or {}) if status == "failed" else None,
         "problems": problems if problems is not None else after.get("problems", []),
         "server": (after.get("server") or {}).get("version"),
         "rows_copied": sum(row["rows_copied"] or 0 for row in rows),

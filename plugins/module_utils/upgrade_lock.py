@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from ._pg import psycopg2, sql
 from .connection import ConnectionParams, connect
 from .detached import ProcessWatch, detach
-from .errors import InvalidInput, LamassuError, OperationFailed
+from .errors import Fix, InvalidInput, LamassuError, OperationFailed
 from .session import Session
 
 LOCK_DATABASE = "postgres"
@@ -221,6 +221,13 @@ def refusal(holder: Holder, location: str) -> str:
     return f"{said} Either {wait} and run again, or, if that run is gone, run again with -e lamassu_break_lock={owner.run_id}."
 
 
+def break_fix(holder: Holder) -> Fix | None:
+    """Breaking the lock of the run that holds it; none for a session that is no run of the collection."""
+    if holder.owner is None:
+        return None
+    return Fix("break_lock", holder.owner.run_id, "ends the lock of that run: only when that run is gone")
+
+
 def judge(holder: Holder, break_run: str | None, server_now: int, location: str) -> tuple[bool, str]:
     """Whether a run may end ``holder`` and take the lock: (True, the warning to give) or (False, the refusal)."""
     owner = holder.owner
@@ -292,7 +299,7 @@ def take(params: ConnectionParams, request: LockRequest, check_mode: bool, warn:
                 holder, request.break_run, session.fetch_value(SERVER_EPOCH), result["lock"]["server"]
             )
             if not allowed:
-                raise LockHeld(words, {**result, "holder": holder.as_dict()})
+                raise LockHeld(words, {**result, "holder": holder.as_dict()}, break_fix(holder))
             warn(words)
             result["took_over"] = holder.as_dict()
             end_sessions(session, [holder], check_mode)
@@ -309,7 +316,9 @@ def take(params: ConnectionParams, request: LockRequest, check_mode: bool, warn:
         raise OperationFailed(f"The upgrade lock holder could not start: {answer['error']}", result)
     holder = Holder(**answer["holder"])
     if not answer["held"]:
-        raise LockHeld(refusal(holder, result["lock"]["server"]), {**result, "holder": holder.as_dict()})
+        raise LockHeld(
+            refusal(holder, result["lock"]["server"]), {**result, "holder": holder.as_dict()}, break_fix(holder)
+        )
     return {**result, "changed": True, "holder": holder.as_dict(), "queries": [*queries, planned]}
 
 

@@ -175,8 +175,10 @@ attributes:
       which the database created by P(lamassuiot.postgres.postgres_lamassu_schema#module) will copy.
     support: full
   diff_mode:
-    description: Not supported; RV(plan) in check mode shows what would be created.
-    support: none
+    description: Returns in C(diff) the copy and its source before and after the run (C(copied), C(source_frozen),
+      C(source_dropped)); with O(services), under C(schemas), one entry per target schema. In check mode, C(after)
+      is what the real run would leave.
+    support: full
 notes:
   - Tablespaces, security labels and the grantor of grants are not reproduced; grants are made by the owner.
   - Sequence positions are read while copying; without O(freeze_source) they may be ahead of the copied rows,
@@ -317,8 +319,13 @@ recorded:
   returned: when the copy was already recorded
   type: dict
   sample: {id: 3, finished_at: "2026-01-01 10:00:00+00", verify: checksum}
+before:
+  description: The copy and its source as the run found them, the C(before) of the diff.
+  returned: when the run read them (without O(services); there, in each entry of RV(results))
+  type: dict
+  sample: {copied: false, source_frozen: false, source_dropped: false}
 phase:
-  description: The phase in which a failed run stopped.
+  description: The phase in which a failed run stopped (see C(plugins/module_utils/dbcopy/phases.py)).
   returned: failure
   type: str
   sample: data
@@ -338,15 +345,23 @@ queries:
   returned: always
   type: list
   elements: str
+fix:
+  description:
+    - "When the copy is refused and a module option gets past the refusal: O(if_target_exists=replace) (a target
+      that holds only the empty tables of a newer Lamassu, or a source that took writes after its copy) or
+      O(discard_changes=true)."
+    - C(option), C(value) and C(why) (what setting it does); the report shows the playbook variable that sets it.
+  returned: on failure, when an option gets past it
+  type: dict
+  sample: {option: discard_changes, value: true, why: removes the schema anyway, losing its changes since the copy}
 """
 
 # First, with nothing before it that needs Python 3.8: an older host Python fails here with a reason.
 from ansible_collections.lamassuiot.postgres.plugins.module_utils import python_floor  # noqa: F401  # pylint: disable=unused-import
 
 # isort: split
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.access import given_roles
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.engine import run_copies, run_copy
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.request import CopyRequest
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.command import run_module_params
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.verify import VERIFY_MODES
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.module import ModuleContext, run_module
 
@@ -361,7 +376,7 @@ def argument_spec() -> dict:
         "target_schema": {"type": "str"},
         "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
         "jobs": {"type": "int", "default": 2},
-        "verify": {"type": "str", "default": "checksum", "choices": ["none", "count", "checksum"]},
+        "verify": {"type": "str", "default": "checksum", "choices": list(VERIFY_MODES)},
         "freeze_source": {"type": "bool", "default": False},
         "if_target_exists": {"type": "str", "default": "fail", "choices": ["fail", "replace"]},
         "drop_source": {"type": "bool", "default": False},
@@ -373,43 +388,8 @@ def argument_spec() -> dict:
     }
 
 
-# The options every copy of a run shares; the list form sets source_database and target_schema per service.
-SHARED = (
-    "source_schema",
-    "target_database",
-    "state",
-    "jobs",
-    "verify",
-    "freeze_source",
-    "if_target_exists",
-    "drop_source",
-    "discard_changes",
-    "accept_source_changes",
-    "owner",
-)
-
-
 def work(ctx: ModuleContext) -> dict:
-    params = ctx.params
-    shared = {key: params[key] for key in SHARED}
-    if params["services"] is not None:
-        roles = given_roles(params["service_role"], params["services"])
-        requests = [
-            CopyRequest(
-                source_database=params["source_prefix"] + service,
-                target_schema=service,
-                service_role=roles.get(service),
-                **shared,
-            )
-            for service in params["services"]
-        ]
-        return run_copies(ctx.connection, requests, ctx.check_mode, log=ctx.log)
-    target = params["target_schema"] or params["source_database"]
-    role = given_roles(params["service_role"], [target]).get(target)
-    request = CopyRequest(
-        source_database=params["source_database"], target_schema=params["target_schema"], service_role=role, **shared
-    )
-    return run_copy(ctx.connection, request, ctx.check_mode, log=ctx.log, progress_file=params["progress_file"])
+    return run_module_params(ctx.connection, ctx.params, ctx.check_mode, ctx.diff, log=ctx.log)
 
 
 def main() -> None:

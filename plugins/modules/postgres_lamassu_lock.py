@@ -180,6 +180,13 @@ queries:
   type: list
   elements: str
   sample: [SELECT pg_try_advisory_lock(2359239940)]
+fix:
+  description:
+    - "When the lock is held by another run of the collection: O(break_lock) with that run's id."
+    - C(option), C(value) and C(why) (what setting it does); the report shows the playbook variable that sets it.
+  returned: on failure, when an option gets past it
+  type: dict
+  sample: {option: break_lock, value: 20261202T073303Z, why: ends the lock of that run}
 """
 
 # First, with nothing before it that needs Python 3.8: an older host Python fails here with a reason.

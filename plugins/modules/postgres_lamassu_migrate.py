@@ -333,6 +333,13 @@ queries:
   type: list
   elements: str
   sample: ['SET search_path TO "ca"', 'CREATE TABLE certificates (...)', 'INSERT INTO "ca"."goose_db_version" (version_id, is_applied) VALUES (1, true)']
+fix:
+  description:
+    - "When missing (out-of-order) migrations are refused: O(allow_missing=true)."
+    - C(option), C(value) and C(why) (what setting it does); the report shows the playbook variable that sets it.
+  returned: on failure, when an option gets past it
+  type: dict
+  sample: {option: allow_missing, value: true, why: applies the missing migrations before the newer ones}
 """
 
 # First, with nothing before it that needs Python 3.8: an older host Python fails here with a reason.

@@ -18,7 +18,7 @@ import psycopg2
 from psycopg2 import errors as pg_errors
 from psycopg2 import sql
 
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose_history import GOOSE_POSTGRES_DDL
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.store import GOOSE_POSTGRES_DDL
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import GOOSE_TABLE
 
 READER_ROLE = "edge_reader"

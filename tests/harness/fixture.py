@@ -59,7 +59,7 @@ ensure_collection_path()
 
 from psycopg2 import sql  # noqa: E402
 
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose_history import (  # noqa: E402
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.store import (  # noqa: E402
     GOOSE_POSTGRES_DDL,
     read_history,
 )

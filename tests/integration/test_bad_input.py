@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose_history import GOOSE_POSTGRES_DDL
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.store import GOOSE_POSTGRES_DDL
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import JOURNAL_SCHEMA
 from tests.harness.ansible import run_module, run_tasks
 from tests.harness.fixture import build_legacy

@@ -81,3 +81,23 @@ def test_bad_forms_are_refused_before_anything_changes(pg):
     ).result
     assert bad.get("failed") and "reserved" in bad["msg"], bad
     assert copied(pg, target) == set()
+
+
+def test_diff_shows_each_schema_before_and_after(pg):
+    prefix, target = fresh(pg)
+    args = {"services": list(SERVICES), "source_prefix": prefix, "target_database": target}
+    found = {"copied": False, "source_frozen": False, "source_dropped": False}
+    expected = {
+        "before": {"schemas": {s: found for s in SERVICES}},
+        "after": {"schemas": {s: {**found, "copied": True} for s in SERVICES}},
+    }
+
+    plan = run_module("postgres_db_to_schema", args, pg, check=True, diff=True).result
+    assert plan["diff"] == expected, plan.get("diff")
+    assert copied(pg, target) == set()
+
+    first = run_module("postgres_db_to_schema", args, pg, diff=True).result
+    assert first["diff"] == expected, first.get("diff")
+
+    again = run_module("postgres_db_to_schema", args, pg, diff=True).result
+    assert again["diff"]["before"] == again["diff"]["after"] == expected["after"], again["diff"]

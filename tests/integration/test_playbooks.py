@@ -230,6 +230,8 @@ def test_rollback_restores_the_legacy_layout_and_cleanup_needs_confirmation(tmp_
         refused = playbook("rollback.yml", inventory)
         assert refused.returncode != 0 and "table goose_db_version:" in refused.stdout, output(refused)
         assert "-e lamassu_rollback_discard_changes=true" in refused.stdout
+        # The copy module names its option; the report writes the playbook variable that sets it.
+        assert "fix: `-e lamassu_rollback_discard_changes=true`" in latest_report(reports, "rollback")
         assert copied_schemas(cluster) == sorted(SERVICES) and not accepts_writes(cluster, "ca")
         assert hook_log.read_text() == "stop\nstart\n" and "database: lamassu" in config.read_text()
 

@@ -123,16 +123,8 @@ def systemctl_calls(state: Path) -> list[list[str]]:
     return data["calls"]
 
 
-@pytest.mark.parametrize(
-    "variables",
-    [
-        {"lamassu_service_control": "systemd", "service_control_units": ["lamassu-ca", "lamassu-va"]},
-        # the former cutover_units alone still means systemd
-        {"cutover_units": ["lamassu-ca", "lamassu-va"]},
-    ],
-    ids=["service_control_units", "cutover_units"],
-)
-def test_systemd_stops_running_units_and_starts_stopped_ones(tmp_path, variables):
+def test_systemd_stops_running_units_and_starts_stopped_ones(tmp_path):
+    variables = {"lamassu_service_control": "systemd", "service_control_units": ["lamassu-ca", "lamassu-va"]}
     env, state = systemctl(tmp_path, active=["lamassu-ca"])
 
     proc, counts = run_role(tmp_path, "stop", variables, env=env)
@@ -162,7 +154,7 @@ def test_systemd_without_units_is_refused(tmp_path):
     assert systemctl_calls(state) == []
 
 
-def test_none_runs_only_the_hooks_file_with_both_hook_variables(tmp_path):
+def test_none_runs_only_the_hooks_file_with_the_hook_variable(tmp_path):
     log = tmp_path / "hooks.log"
     hooks = tmp_path / "hooks.yml"
     hooks.write_text(
@@ -170,16 +162,16 @@ def test_none_runs_only_the_hooks_file_with_both_hook_variables(tmp_path):
             [
                 {
                     "name": "Note the hook",
-                    "ansible.builtin.shell": f"echo {{{{ service_control_hook }}}}-{{{{ cutover_hook }}}} >> {log}",
+                    "ansible.builtin.shell": f"echo {{{{ service_control_hook }}}} >> {log}",
                     "changed_when": False,
                 }
             ]
         )
     )
     for entry in ("stop", "start"):
-        proc, _facts = run_role(tmp_path, entry, {"cutover_hooks_file": str(hooks)})
+        proc, _facts = run_role(tmp_path, entry, {"service_control_hooks_file": str(hooks)})
         assert proc.returncode == 0, output(proc)
-    assert log.read_text() == "stop-stop\nstart-start\n"
+    assert log.read_text() == "stop\nstart\n"
 
     nothing, counts = run_role(tmp_path, "stop", {})
     assert nothing.returncode == 0 and counts["changed"] == 0, output(nothing)

@@ -247,7 +247,7 @@ def test_other_sessions_on_a_legacy_database_are_a_warning():
 
 
 def test_pending_from_files_listed_on_the_controller():
-    from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose_history import History, HistoryRow
+    from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.store import History, HistoryRow
     from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import read_migrations
 
     history = History((HistoryRow(1, 0), HistoryRow(2, 10), HistoryRow(3, 30)))

@@ -7,6 +7,7 @@ import pytest
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.report import (
     NOT_RUN,
     duration,
+    failure_fix,
     failure_message,
     fleet_phase,
     fleet_report,
@@ -306,8 +307,14 @@ def test_service_runs_of_copies_and_migrations():
         ],
         [
             {"item": "ca", "applied": [{"version": 2, "name": "2_add.sql", "duration_ms": 7, "statements": ["x"]}]},
-            {"item": "va", "failed": True, "msg": "3 files older than the current version: set allow_missing"},
+            {
+                "item": "va",
+                "failed": True,
+                "msg": "3 files older than the current version: set allow_missing",
+                "fix": {"option": "allow_missing", "value": True, "why": "applies them"},
+            },
         ],
+        {"allow_missing": "schema_migrate_allow_missing"},
     )
     assert runs["ca"] == {
         **NOT_RUN,
@@ -317,25 +324,70 @@ def test_service_runs_of_copies_and_migrations():
         "migrations": [{"version": 2, "name": "2_add.sql", "duration_ms": 7}],
     }
     assert (runs["va"]["tables"], runs["va"]["mb_per_s"]) == (1, None)
-    assert runs["va"]["failure"].startswith("3 files") and runs["va"]["fix"] == "-e schema_migrate_allow_missing=true"
+    assert runs["va"]["failure"].startswith("3 files")
+    assert runs["va"]["fix"]["setting"] == "-e schema_migrate_allow_missing=true"
     assert runs["kms"] == {**NOT_RUN, "migrations": []}
     assert "alerts" not in runs
 
 
+VARIABLES = {"discard_changes": "lamassu_rollback_discard_changes", "break_lock": "lamassu_break_lock"}
+
+
 @pytest.mark.parametrize(
-    ("message", "fix"),
+    ("fix", "expected"),
     [
         (None, None),
-        ("other sessions are connected", None),
-        ("set discard_changes=true to remove the schema anyway", "-e lamassu_rollback_discard_changes=true"),
-        ("copy again (-e db_to_schema_if_target_exists=replace) or accept", "-e db_to_schema_if_target_exists=replace"),
-        ("losing those writes with accept_source_changes=true", "-e lamassu_accept_source_changes=true"),
-        ("the copy, with if_target_exists=replace", "-e db_to_schema_if_target_exists=replace"),
-        ("x (playbooks: -e lamassu_accept_source_changes=true).", "-e lamassu_accept_source_changes=true"),
+        ({}, None),
+        ("None", None),  # what a template may make of a missing fix
+        (
+            {"option": "discard_changes", "value": True, "why": "loses them"},
+            {
+                "variable": "lamassu_rollback_discard_changes",
+                "value": "true",
+                "why": "loses them",
+                "setting": "-e lamassu_rollback_discard_changes=true",
+            },
+        ),
+        (
+            {"option": "break_lock", "value": "20261202T073303Z", "why": "w"},
+            {
+                "variable": "lamassu_break_lock",
+                "value": "20261202T073303Z",
+                "why": "w",
+                "setting": "-e lamassu_break_lock=20261202T073303Z",
+            },
+        ),
+        (
+            {"option": "if_target_exists", "value": "replace", "why": "w"},
+            {"variable": None, "value": "replace", "why": "w", "setting": "if_target_exists=replace"},
+        ),
     ],
 )
-def test_playbook_fix(message, fix):
-    assert playbook_fix(message) == fix
+def test_playbook_fix(fix, expected):
+    assert playbook_fix(fix, VARIABLES) == expected
+
+
+FIX = {"option": "if_target_exists", "value": "replace", "why": "w"}
+
+
+@pytest.mark.parametrize(
+    ("result", "fix"),
+    [
+        ({"failed": True, "msg": "x"}, {}),
+        ({"failed": True, "msg": "x", "fix": FIX}, FIX),
+        ({"results": [{"failed": True, "msg": "no fix"}, {"failed": True, "fix": FIX}, {"failed": True}]}, FIX),
+        ({"results": [{"failed": False, "fix": FIX}]}, {}),
+    ],
+)
+def test_failure_fix(result, fix):
+    assert failure_fix(result) == fix
+
+
+def test_the_fix_of_a_failed_host_is_its_failure_s():
+    failure = {"task": "Copy", "msg": "set discard_changes=true", "fix": {**FIX, "option": "discard_changes"}}
+    summary = host_summary("db1", [], {"services": {}}, failure=failure, fix_variables=VARIABLES)
+    assert summary["fix"]["setting"] == "-e lamassu_rollback_discard_changes=replace"
+    assert host_summary("db1", [], {"services": {}}, failure={**failure, "fix": {}})["fix"] is None
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from .._pg import sql
 from ..errors import InvalidInput
-from ..goose_history import read_history
+from ..goose.store import read_history
 from ..lamassu import GOOSE_TABLE
 from .catalog_model import (
     Column,

@@ -1,6 +1,6 @@
 # Copyright (c) 2026 Lamassu IoT contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The source schema as plain dataclasses: what ``catalog.read_catalog`` fills and the other rooms read.
+"""The source schema as plain dataclasses: what ``catalog.read_catalog`` fills and the other modules read.
 
 ``view_order`` orders the views so that each comes after the views it selects from.
 """

@@ -1,7 +1,7 @@
 # Copyright (c) 2026 Lamassu IoT contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The phases of a copy: plan -> freeze -> snapshot -> DDL -> data (+ per-table indexes) -> verify -> final DDL
-and sequences -> publish -> drop source.
+"""The phases of a copy, in the order of ``phases.PHASES``: plan, freeze, snapshot, DDL, data (with each table's
+indexes), verify, final DDL and sequences, publish, drop source.
 
 Everything is built in a staging schema of the target database (named after
 the target schema only, so a re-run finds the leftovers of an interrupted run
@@ -9,50 +9,49 @@ and drops them first), then published in one transaction that renames it to
 the target name and writes the journal row. A session-level advisory lock in
 the target database keeps two runs on the same target apart.
 
-The rooms of the copy (``plugins/module_utils/dbcopy/``), from the top down:
-
-- ``engine.py`` runs the phases, in order, for ``state: present``; check mode
-  runs them on a dry-run session (``queries`` lists what a real run executes);
-- ``scheduler.py`` the data phase: the work queue, the workers, the page-range
-  pieces of big tables, and finishing a table (its indexes, its verification);
-- ``removal.py`` what removes data: ``state: absent``, ``drop_source``, and the
-  checks that refuse to lose writes (copy or source changed since the copy);
-- ``target.py`` the target database: connection and lock, the target schema's
-  state, the staging schema (built, published, dropped as a leftover), the
-  extensions needed;
-- ``access.py`` the owner and grants of the published schema, the service's
-  login role and the grants it lacks on the database and its schema;
-- ``snapshot.py`` what is read from the source before rows move: catalog,
-  exported snapshot, page ranges, hashable tables;
-- ``request.py`` what all share: ``CopyRequest``, ``staging_name``, constants,
-  and ``CopyJob``, one run's state and result skeleton;
-- ``progress.py`` the progress file (tables and bytes done) an asynchronous run keeps for its watcher;
-- ``hooks.py`` the test hooks (pause at a phase, split small tables), read
-  from the environment once per run;
-- ``catalog.py`` reads the source into the dataclasses of ``catalog_model.py``
-  (``unsupported.py`` lists what the copy refuses), ``ddl.py`` makes the statements,
-  ``stream.py`` moves rows with COPY, ``verify.py`` compares, ``journal.py``
-  records, ``freeze.py`` makes the source read-only, ``source_changes.py``
-  tells whether the source took writes since its copy.
+The other files of the copy are listed in ``docs/code-tour.md``.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 from .._compat import transaction
-from .._pg import psycopg2
+from .._pg import psycopg2, sql
 from ..connection import ConnectionParams, connect
 from ..errors import ConnectionFailed, InvalidInput, LamassuError, OperationFailed
+from ..service_results import combined, failed_among
 from ..session import Session
-from ..several import combined, failed_among
 from . import access, ddl, freeze, removal, snapshot, source_changes, target
 from .catalog_model import SourceCatalog
 from .hooks import Hooks
 from .journal import CopyRecord, Journal
+from .phases import DATA, DDL, DROP_SOURCE, FINAL, FREEZE, PHASES, PLAN, PUBLISH, SNAPSHOT, VERIFY, runs
 from .progress import progress_for
 from .request import REMEDY, TABLE_RESULT_KEYS, CopyJob, CopyRequest, TableOutcome, database_exists
 from .scheduler import Scheduler, start_load
+from .snapshot import Snapshot
+
+
+@dataclass
+class _Run:
+    """What the phases of one run hand on to each other."""
+
+    session: Session
+    journal: Journal
+    catalog: SourceCatalog
+    needed: list
+    started_at: str | None = None
+    coordinator: object = None  # the source connection that holds the exported snapshot
+    source: Snapshot | None = None
+    search_path: sql.Composable | None = None
+    outcomes: list[TableOutcome] | None = None
+
+    def close_snapshot(self) -> None:
+        if self.coordinator is not None:
+            self.coordinator.close()
+            self.coordinator = None
 
 
 class Engine:
@@ -98,6 +97,7 @@ class Engine:
         record = journal.published(req.source_database, req.source_schema, req.target)
         source_exists = database_exists(session, req.source_database)
         job.source_owner = access.database_owner(session, req.source_database) if source_exists else None
+        job.before = removal.found(session, record, req.source_database, source_exists)
         if record:
             job.source_changes = removal.source_changes_since(job, record.source_stats) if source_exists else None
             if not (job.source_changes and req.if_target_exists == "replace"):
@@ -117,62 +117,74 @@ class Engine:
         existing = target.target_state(session, req.target)
         replace = target.check_target(job, existing)
         needed = target.extensions_needed(job, session, catalog)
-        if job.check_mode:
-            result = self._plan_result(session, catalog, existing, replace, needed)
-            self._rehearse(session, journal, catalog, needed)
-            return result
+        result = self._plan_result(session, catalog, existing, replace, needed) if job.check_mode else None
         journal.ensure()
         target.drop_leftovers(job, session)
-        if req.freeze_source:
-            job.phase = "freeze"
-            freeze.freeze(session, journal, req.source_database)
-            job.frozen = True
-        try:
-            outcomes, catalog = self._copy(session, journal, needed)
-        except BaseException:
-            if self.locked:
-                target.cleanup(job, session)
-            raise
-        job.source_changes = []  # this run's copy holds what the source holds
-        job.log(f"published in {job.elapsed():.1f} s")
-        if req.drop_source:
-            removal.drop_source(job, session, journal, removal.source_changes_since(job, job.source_stats))
-            job.log("source database dropped")
+        outcomes, catalog = self._phases(_Run(session, journal, catalog, needed))
+        if result is not None:
+            return result
         return job.result(True, catalog.goose_version, [o.result() for o in outcomes])
 
-    def _copy(self, session: Session, journal: Journal, needed) -> tuple[list[TableOutcome], SourceCatalog]:
-        job, req = self.job, self.request
-        started_at = session.fetch_value("SELECT now()::text")
-        job.phase = "snapshot"
-        coordinator = job.open_source("snapshot")
+    def _phases(self, run: _Run) -> tuple[list[TableOutcome], SourceCatalog]:
+        """The phases after the plan, in the order of ``phases.PHASES``. Check mode rehearses the same list on the
+        dry-run session: no snapshot (the plan's catalog stands in for it), the data phase as its statements."""
+        job = self.job
+        steps = {
+            FREEZE: self._freeze,
+            SNAPSHOT: self._snapshot,
+            DDL: self._ddl,
+            DATA: self._data,
+            VERIFY: self._verify,
+            FINAL: self._final,
+            PUBLISH: self._publish,
+            DROP_SOURCE: self._drop_source,
+        }
         try:
-            source = snapshot.take(job, coordinator)
-            catalog = source.catalog
-            total_bytes = sum(t.bytes for t in catalog.tables)
-            job.progress.plan(len(catalog.tables), total_bytes)
-            job.log(
-                f"copying {len(catalog.tables)} tables ({total_bytes / 1e6:.1f} MB) with "
-                f"{req.jobs} jobs, verify={req.verify}"
-            )
-            search_path = self._ddl(session, catalog, needed)
-            job.phase = "data"
-            job.hooks.pause("data")
-            outcomes = Scheduler(job, source, search_path).run()
-            self._verify(outcomes)
-            self._final(session, catalog, search_path)
-            self._publish(session, journal, catalog, outcomes, started_at)
-        finally:
-            coordinator.close()
-        return outcomes, catalog
+            try:
+                for phase in PHASES[PHASES.index(PLAN) + 1 :]:
+                    if runs(phase, self.request):
+                        job.phase = phase
+                        steps[phase](run)
+            finally:
+                run.close_snapshot()
+        except BaseException:
+            if self.locked and job.phase not in (FREEZE, DROP_SOURCE):  # a staging schema may be left
+                target.cleanup(job, run.session)
+            raise
+        return run.outcomes, run.catalog
 
-    def _ddl(self, session: Session, catalog: SourceCatalog, needed):
-        self.job.phase = "ddl"
+    def _freeze(self, run: _Run) -> None:
+        freeze.freeze(run.session, run.journal, self.request.source_database)
+        self.job.frozen = True
+
+    def _snapshot(self, run: _Run) -> None:
+        job, req = self.job, self.request
+        run.started_at = run.session.fetch_value("SELECT now()::text")
+        if job.check_mode:
+            return
+        run.coordinator = job.open_source("snapshot")
+        run.source = snapshot.take(job, run.coordinator)
+        run.catalog = catalog = run.source.catalog
+        total_bytes = sum(t.bytes for t in catalog.tables)
+        job.progress.plan(len(catalog.tables), total_bytes)
+        job.log(
+            f"copying {len(catalog.tables)} tables ({total_bytes / 1e6:.1f} MB) with {req.jobs} jobs, verify={req.verify}"
+        )
+
+    def _ddl(self, run: _Run) -> None:
         self.job.hooks.pause("ddl")
-        return target.create_staging(self.job, session, catalog, needed)
+        run.search_path = target.create_staging(self.job, run.session, run.catalog, run.needed)
 
-    def _verify(self, outcomes: list[TableOutcome]) -> None:
-        self.job.phase = "verify"
-        problems = [o.problem for o in outcomes if o.problem]
+    def _data(self, run: _Run) -> None:
+        job = self.job
+        if job.check_mode:
+            run.outcomes = self._rehearse_data(run)
+            return
+        job.hooks.pause("data")
+        run.outcomes = Scheduler(job, run.source, run.search_path).run()
+
+    def _verify(self, run: _Run) -> None:
+        problems = [o.problem for o in run.outcomes if o.problem]
         if problems:
             raise OperationFailed(
                 f"Verification ({self.request.verify}) failed, nothing was published and the source is untouched: "
@@ -180,23 +192,35 @@ class Engine:
                 self.job.partial(),
             )
 
-    def _final(self, session: Session, catalog: SourceCatalog, search_path) -> None:
-        self.job.phase = "final"
+    def _final(self, run: _Run) -> None:
         self.job.hooks.pause("final")
-        staging = self.job.staging
-        owner, acl = access.published(self.request.owner, catalog, self.job.source_owner)
+        session, staging = run.session, self.job.staging
+        owner, acl = access.published(self.request.owner, run.catalog, self.job.source_owner)
         with transaction(session.conn):
-            session.execute(search_path)
+            session.execute(run.search_path)
             for statement in access.schema_statements(staging, owner, acl):
                 session.execute(statement, what="owner and grants of the schema")
-            for statement in ddl.final(catalog, staging):
+            for statement in ddl.final(run.catalog, staging):
                 session.execute(statement, what="constraints, views and grants")
-            for statement in ddl.sequence_values(catalog, staging):
+            for statement in ddl.sequence_values(run.catalog, staging):
                 session.execute(statement, what="sequence values")
 
-    def _publish(self, session: Session, journal: Journal, catalog, outcomes, started_at) -> None:
-        self.job.phase = "publish"
-        target.publish(self.job, session, journal, catalog, outcomes, started_at)
+    def _publish(self, run: _Run) -> None:
+        job = self.job
+        target.publish(job, run.session, run.journal, run.catalog, run.outcomes, run.started_at)
+        run.close_snapshot()  # before drop_source, which refuses while a session is connected to the source
+        if not job.check_mode:
+            job.source_changes = []  # this run's copy holds what the source holds
+            job.log(f"published in {job.elapsed():.1f} s")
+
+    def _drop_source(self, run: _Run) -> None:
+        job = self.job
+        if job.check_mode:
+            # The copy being planned would read the source as it is now: nothing to lose yet.
+            removal.drop_source(job, run.session, run.journal, [])
+            return
+        removal.drop_source(job, run.session, run.journal, removal.source_changes_since(job, job.source_stats))
+        job.log("source database dropped")
 
     # ---------------------------------------------------------------- already copied
     def _already_copied(self, session: Session, journal: Journal, record: CopyRecord, source_exists: bool) -> dict:
@@ -258,15 +282,9 @@ class Engine:
         self.job.frozen = req.freeze_source
         return result
 
-    def _rehearse(self, session: Session, journal: Journal, catalog: SourceCatalog, needed) -> None:
-        """Check mode: every phase of a real run on the dry-run session, the data phase as its statements."""
-        job = self.job
-        journal.ensure()
-        target.drop_leftovers(job, session)
-        if self.request.freeze_source:
-            freeze.freeze(session, journal, self.request.source_database)
-        started_at = session.fetch_value("SELECT now()::text")
-        search_path = self._ddl(session, catalog, needed)
+    def _rehearse_data(self, run: _Run) -> list[TableOutcome]:
+        """Check mode's data phase: the statements that load each table and build its indexes, largest first."""
+        job, catalog = self.job, run.catalog
         conn = job.open_source("plan")
         try:
             pieces = snapshot.pieces(job, Session(conn, []), catalog)
@@ -274,15 +292,10 @@ class Engine:
             conn.close()
         for table in sorted(catalog.tables, key=lambda t: (-t.bytes, t.name)):
             for _piece in pieces.get(table.name) or [None]:
-                start_load(session, table, job.staging, split=table.name in pieces)
+                start_load(run.session, table, job.staging, split=table.name in pieces)
             for statement in ddl.table_post_data(table, job.staging):
-                session.execute(statement)
-        self._final(session, catalog, search_path)
-        planned = [TableOutcome(t.name, t.estimated_rows, t.bytes, 0.0, False) for t in catalog.tables]
-        self._publish(session, journal, catalog, planned, started_at)
-        if self.request.drop_source:
-            # The copy being planned would read the source as it is now: nothing to lose yet.
-            removal.drop_source(job, session, journal, [])
+                run.session.execute(statement)
+        return [TableOutcome(t.name, t.estimated_rows, t.bytes, 0.0, False) for t in catalog.tables]
 
 
 def run_copy(

@@ -2,11 +2,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Test hooks of the copy, read once from the module's environment.
 
-With ``LAMASSU_DBCOPY_PAUSE_AT=<phase>`` and ``LAMASSU_DBCOPY_PAUSE_FILE=<path>``, the run creates ``<path>``
-when it reaches ``<phase>`` (``ddl``, ``data`` (before the first table), ``copy`` (in the middle of the first
-table's COPY stream), ``index`` (after the first index of a table is built, its transaction open), ``verify``,
-``final``, ``publish``) and waits until the file is removed (at most ``PAUSE_SECONDS``): tests use it to
-interrupt or disturb a run at a known point. Check mode never pauses.
+With ``LAMASSU_DBCOPY_PAUSE_AT=<point>`` and ``LAMASSU_DBCOPY_PAUSE_FILE=<path>``, the run creates ``<path>``
+when it reaches ``<point>``, one of ``phases.PAUSE_POINTS``, and waits until the file is removed (at most
+``PAUSE_SECONDS``): tests use it to interrupt or disturb a run at a known point. Check mode never pauses.
 
 With ``LAMASSU_DBCOPY_SPLIT_MIN_BYTES=<bytes>``, tables from that size on are copied in pieces (instead of
 ``snapshot.SPLIT_MIN_BYTES``), so that small test tables take the split path.
@@ -17,6 +15,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+
+from .phases import PAUSE_POINT_NAMES
 
 PAUSE_AT_ENV = "LAMASSU_DBCOPY_PAUSE_AT"
 PAUSE_FILE_ENV = "LAMASSU_DBCOPY_PAUSE_FILE"
@@ -43,14 +43,17 @@ class Hooks:
             split_min_bytes=int(split) if split else None,
         )
 
-    def pause(self, phase: str) -> None:
-        """Wait at ``phase`` while the pause file exists, once per run, whichever worker gets there first."""
-        if self.pause_at != phase:
+    def pause(self, point: str) -> None:
+        """Wait at pause point ``point`` while the pause file exists, once per run, whichever worker gets there
+        first."""
+        if point not in PAUSE_POINT_NAMES:
+            raise ValueError(f"{point!r} is not a pause point of phases.PAUSE_POINTS")
+        if self.pause_at != point:
             return
         with self._lock:
-            if phase in self._paused:
+            if point in self._paused:
                 return
-            self._paused.add(phase)
+            self._paused.add(point)
         path = self.pause_file
         if not path:
             return

@@ -4,8 +4,8 @@
 
 ``{"tables_done": n, "tables_total": m, "bytes_done": b, "bytes_total": B, "phase": "...", "elapsed_s": s}``
 
-It is written at the start of the run, when the tables to copy are known, at every phase, after each table,
-and at the end (``phase`` ``done`` or ``failed``). Each write goes to a temporary file in the same directory,
+It is written at the start of the run, when the tables to copy are known, at every phase (``phases.PHASES``), after each
+table, and at the end (``phase`` ``done`` or ``failed``). Each write goes to a temporary file in the same directory,
 then ``os.replace`` puts it in place: a reader sees the previous document or the next one, never half of one.
 The action ``lamassuiot.postgres.postgres_db_to_schema_wait`` reads it while the copy runs as an asynchronous
 job and prints a progress line from it.
@@ -21,6 +21,7 @@ import threading
 import time
 
 from ..errors import InvalidInput
+from .phases import DONE, FAILED, PLAN
 
 PROGRESS_KEYS = ("tables_done", "tables_total", "bytes_done", "bytes_total", "phase", "elapsed_s")
 
@@ -53,7 +54,7 @@ class ProgressFile(NoProgress):
         self._started = clock()
         self._lock = threading.Lock()
         self._broken = False
-        self.state = {"tables_done": 0, "tables_total": 0, "bytes_done": 0, "bytes_total": 0, "phase": "plan"}
+        self.state = {"tables_done": 0, "tables_total": 0, "bytes_done": 0, "bytes_total": 0, "phase": PLAN}
 
     def begin(self) -> None:
         """The first write (a missing directory is made, mode 0700); an unwritable path fails the run here, before
@@ -85,7 +86,7 @@ class ProgressFile(NoProgress):
         """The last write: ``done`` with the totals of the result's tables, or ``failed``."""
         with self._lock:
             if failed:
-                self.state["phase"] = "failed"
+                self.state["phase"] = FAILED
             else:
                 total = sum(t.get("bytes") or 0 for t in tables or [])
                 self.state.update(
@@ -93,7 +94,7 @@ class ProgressFile(NoProgress):
                     tables_total=len(tables or []),
                     bytes_done=total,
                     bytes_total=total,
-                    phase="done",
+                    phase=DONE,
                 )
             self._save()
 

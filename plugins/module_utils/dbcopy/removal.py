@@ -9,14 +9,24 @@ import time
 
 from .._compat import transaction
 from .._pg import sql
-from ..errors import InvalidInput, OperationFailed
+from ..errors import Fix, InvalidInput, OperationFailed
 from ..session import Session
 from . import freeze, source_changes, verify
 from .catalog import read_catalog
 from .journal import CopyRecord, Journal
-from .request import LOCK_RETRY_SECONDS, MESSAGE_OBJECTS, REMEDY, CopyJob, database_exists
+from .phases import COMPARE, DROP_SOURCE
+from .request import LOCK_RETRY_SECONDS, MESSAGE_OBJECTS, RECOPY, REMEDY, CopyJob, database_exists
 from .snapshot import hashable
 from .target import drop_leftovers, target_state
+
+
+def found(session: Session, record: CopyRecord | None, source_database: str, source_exists: bool) -> dict:
+    """The copy and its source as the run finds them: the ``before`` of the module's diff."""
+    return {
+        "copied": record is not None,
+        "source_frozen": source_exists and freeze.is_frozen(session, source_database),
+        "source_dropped": not source_exists,
+    }
 
 
 def absent(job: CopyJob, session: Session) -> dict:
@@ -25,6 +35,7 @@ def absent(job: CopyJob, session: Session) -> dict:
     journal = Journal(session)
     record = journal.published(req.source_database, req.source_schema, req.target)
     target = target_state(session, req.target)
+    job.before = found(session, record, req.source_database, database_exists(session, req.source_database))
     changed = False
     if record:
         refuse_losing_data(job, session, record)
@@ -49,7 +60,7 @@ def absent(job: CopyJob, session: Session) -> dict:
 def drop_source(job: CopyJob, session: Session, journal: Journal, changes: list[str]) -> None:
     """Drop the source database, unless it took writes after its copy (``changes``, ``source_changes_since``)."""
     req = job.request
-    job.phase = "drop_source"
+    job.phase = DROP_SOURCE
     if not database_exists(session, req.source_database):
         job.source_dropped = True
         return
@@ -57,7 +68,8 @@ def drop_source(job: CopyJob, session: Session, journal: Journal, changes: list[
         raise InvalidInput(
             f"Refusing to drop the source database {req.source_database!r}: it changed after its copy into "
             f"schema {req.target!r} ({source_changes.summary(changes)}), and those writes would be lost. "
-            f"The database was kept. {REMEDY}"
+            f"The database was kept. {REMEDY}",
+            fix=RECOPY,
         )
     if not session.dry_run:
         _wait_own_sessions_gone(job, session, req.source_database)
@@ -107,7 +119,7 @@ def refuse_losing_data(job: CopyJob, session: Session, record: CopyRecord, verb:
         )
     if req.discard_changes:
         return
-    job.phase = "compare"
+    job.phase = COMPARE
     changes = _changes_since_copy(job, record)
     if changes:
         shown = "; ".join(changes[:MESSAGE_OBJECTS])
@@ -115,7 +127,8 @@ def refuse_losing_data(job: CopyJob, session: Session, record: CopyRecord, verb:
         raise InvalidInput(
             f"{where}: it changed since the copy of {req.source_database}.{req.source_schema} recorded at "
             f"{record.finished_at} ({shown}{more}). Those changes are not in the source database and would be "
-            f"lost; set discard_changes=true to {verb} the schema anyway. Nothing was changed."
+            f"lost; set discard_changes=true to {verb} the schema anyway. Nothing was changed.",
+            fix=Fix("discard_changes", True, f"{verb}s the schema anyway, losing its changes since the copy"),
         )
 
 

@@ -1,6 +1,6 @@
 # Copyright (c) 2026 Lamassu IoT contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What every room of the copy shares: the request, the staging name, and ``CopyJob``, one run's state and result."""
+"""What every part of the copy shares: the request, the staging name, and ``CopyJob``, one run's state and result."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from dataclasses import asdict, dataclass
 
 from .._pg import extensions
 from ..connection import ConnectionParams, connect
-from ..errors import InvalidInput
+from ..errors import Fix, InvalidInput
 from ..lamassu import DEFAULT_DATABASE, JOURNAL_SCHEMA
 from ..names import check_identifier
 from . import verify
 from .hooks import Hooks
+from .phases import PLAN
 from .progress import NoProgress
 from .stream import prepare_session
 
@@ -24,10 +25,8 @@ APPLICATION = "lamassuiot.postgres db_to_schema"
 MESSAGE_OBJECTS = 20
 # How long a lock or a session of a run that has just closed its connection may still be listed.
 LOCK_RETRY_SECONDS = 5
-REMEDY = (
-    "copy it again with if_target_exists=replace (playbooks: -e db_to_schema_if_target_exists=replace), or accept "
-    "losing those writes with accept_source_changes=true (playbooks: -e lamassu_accept_source_changes=true)"
-)
+REMEDY = "copy it again with if_target_exists=replace, or accept losing those writes with accept_source_changes=true"
+RECOPY = Fix("if_target_exists", "replace", "copies the source database again, with the writes made after its copy")
 TABLE_RESULT_KEYS = ("name", "rows", "bytes", "seconds", "verified")
 
 
@@ -124,12 +123,13 @@ class CopyJob:
         self.hooks = hooks
         self._log_to = log or (lambda message: None)
         self.progress = progress or NoProgress()
-        self._phase = "plan"
+        self._phase = PLAN
         self.queries: list[str] = []
         self.started = time.monotonic()
         self.staging = staging_name(request.target)
         self.frozen = False
         self.source_dropped = False
+        self.before: dict | None = None  # the copy and its source as the run found them (removal.found)
         self.source_stats: dict | None = None  # the source's counters at the snapshot of this run's copy
         self.source_changes: list[str] | None = None  # since the recorded copy; None while not known
         self.source_owner: str | None = None  # the owner of the source database, once read
@@ -197,6 +197,7 @@ class CopyJob:
             "service_role": self.service_role,
             "dsn": self.params.dsn(req.target_database, req.target, self.service_role),
             "queries": self.queries,
+            "before": self.before,
         }
 
 

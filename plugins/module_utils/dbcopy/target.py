@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from .._compat import transaction
 from .._pg import psycopg2, sql
 from ..connection import connect
-from ..errors import ConnectionFailed, InvalidInput, LamassuError, OperationFailed
+from ..errors import ConnectionFailed, Fix, InvalidInput, LamassuError, OperationFailed
 from ..lamassu import COLLECTION_VERSION, GOOSE_TABLE
 from ..locks import LockKey, take, try_lock
 from ..session import Session
@@ -169,7 +169,10 @@ def check_target(job: CopyJob, target: TargetState) -> bool:
     )
     raise InvalidInput(
         f"The target schema {req.target!r} of database {req.target_database!r} already holds objects and is "
-        f"not a recorded copy of {req.source_database}.{req.source_schema}: {shown}{more}.{hint} Nothing was changed."
+        f"not a recorded copy of {req.source_database}.{req.source_schema}: {shown}{more}.{hint} Nothing was changed.",
+        fix=Fix("if_target_exists", "replace", "replaces the empty tables of a newer Lamassu with the copy")
+        if only_empty
+        else None,
     )
 
 

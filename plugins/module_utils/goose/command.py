@@ -5,7 +5,7 @@ every file of every schema, then apply, schema after schema; and the module's pa
 
 Everything that can be refused (unknown command, malformed file, Go migration without a Python port, missing
 migrations) is refused, for every schema, before the first migration of any schema runs. The first failure stops
-the run; what each schema before it did is returned with the error (``several.failed_among``).
+the run; what each schema before it did is returned with the error (``service_results.failed_among``).
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from .._pg import extensions, psycopg2, sql
 from ..connection import ConnectionParams, connect
 from ..errors import InvalidInput, LamassuError, OperationFailed
-from ..goose_history import History
 from ..lamassu import JOURNAL_SCHEMA
 from ..migration_checks import CHECKS_TABLE, MigrationCheck, MigrationChecks, digest_of_paths
+from ..service_results import combined, failed_among
 from ..session import Session
-from ..several import combined, failed_among
 from .archive import unpacked, unpacked_data
 from .lock import MigrationLock
 from .plan import (
@@ -36,7 +35,7 @@ from .plan import (
 )
 from .runner import MigrateRequest, PreparedStep, Runner, StepFailed, migration_env, prepare
 from .source import MigrationSource, collect
-from .store import VersionStore
+from .store import History, VersionStore
 
 
 def _applied_entry(prepared: PreparedStep, statements: list[str] | tuple[str, ...], duration_ms: int) -> dict:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import InvalidInput
-from ..goose_history import History, HistoryRow
+from ..errors import Fix, InvalidInput
 from .source import MigrationSource
+from .store import History, HistoryRow
 
 UP = "up"
 DOWN = "down"
@@ -73,7 +73,12 @@ def _resolve_up(
         noun = "migrations" if len(missing) > 1 else "migration"
         raise InvalidInput(
             f"found {len(missing)} missing (out-of-order) {noun} lower than current max ({current}): [{versions}]; "
-            "nothing was applied. Set allow_missing to apply them (goose's --allow-missing)."
+            "nothing was applied. Set allow_missing to apply them (goose's --allow-missing).",
+            fix=Fix(
+                "allow_missing",
+                True,
+                "applies the missing migrations before the newer ones, as goose's --allow-missing",
+            ),
         )
     applied = history.applied_versions()
     # goose applies every missing migration first, whatever the target, then the new ones up to the target.

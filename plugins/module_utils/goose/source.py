@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 from ..errors import InvalidInput
 
-KINDS = ("sql", "go", "py")
 _EXTENSIONS = {".sql": "sql", ".go": "go", ".py": "py"}
 # strconv.ParseInt(s, 10, 64): optional sign, then ASCII digits only (no "_", no Unicode digits).
 _GO_INT = re.compile(r"[+-]?[0-9]+\Z")

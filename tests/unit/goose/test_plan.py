@@ -18,7 +18,7 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.plan imp
     status_entries,
 )
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.source import MigrationSource
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose_history import History, HistoryRow
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.store import History, HistoryRow
 
 
 def files(*versions: int, go: tuple[int, ...] = ()) -> list[MigrationSource]:

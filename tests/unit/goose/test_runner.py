@@ -10,7 +10,7 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import 
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.plan import plan_command
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.runner import MigrateRequest, prepare
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.source import collect
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose_history import History
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.store import History
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "migrations"
 

@@ -1,4 +1,4 @@
-"""goose/ and dbcopy/ read a version table the same way (goose_history)."""
+"""goose/ and dbcopy/ read a version table the same way (goose/store.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import
 
 
 class FakeSession:
-    """Answers the existence query and the row query of goose_history."""
+    """Answers the existence query and the row query of goose/store.py."""
 
     def __init__(self, rows):
         self.rows = rows
