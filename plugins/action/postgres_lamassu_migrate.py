@@ -15,11 +15,11 @@ import base64
 import os
 
 from ansible.errors import AnsibleActionFail
-from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import InvalidInput
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.archive import pack
+from ansible_collections.lamassuiot.postgres.plugins.plugin_utils.module_action import ModuleAction
 
 MODULE = "lamassuiot.postgres.postgres_lamassu_migrate"
 
@@ -35,19 +35,14 @@ def renamed(value, old: str, new: str):
     return value
 
 
-class ActionModule(ActionBase):
-    _supports_check_mode = True
-    _supports_async = True
-
+class ActionModule(ModuleAction):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        del tmp  # tmp no longer has any effect
         args = dict(self._task.args)
         src = args.pop("src", None)
-        wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
         folder = None
         if src is not None:
-            if wrap_async:
+            if self.wraps_async():
                 raise AnsibleActionFail("src cannot be used with async: give path, a directory on the managed host")
             if args.get("path") is not None or args.get("archive") is not None:
                 raise AnsibleActionFail("parameters are mutually exclusive: path|src|archive")
@@ -56,9 +51,7 @@ class ActionModule(ActionBase):
             except InvalidInput as exc:
                 raise AnsibleActionFail(str(exc)) from None
             args["archive"] = base64.b64encode(data).decode("ascii")
-        module_result = self._execute_module(MODULE, args, task_vars=task_vars, wrap_async=wrap_async)
-        if not wrap_async:
-            self._remove_tmp_path(self._connection._shell.tmpdir)
+        module_result = self.run_module(MODULE, args, task_vars)
         unpacked = module_result.get("path")
         if folder is not None and unpacked:
             module_result = renamed(module_result, unpacked, folder)

@@ -85,6 +85,12 @@ options:
     type: bool
     default: false
 attributes:
+  action:
+    description:
+      - An action plugin first checks, when Ansible becomes an unprivileged user on the host, that the host can take
+        Ansible's files for that user (C(setfacl), or a root login) or that pipelining is on; otherwise the task fails
+        naming both fixes, before the module runs.
+    support: full
   check_mode:
     description: Reports the holder and the statement it would run; takes and ends nothing.
     support: full

@@ -183,6 +183,10 @@ def test_without_pipelining_nor_acl_the_first_step_names_both_fixes_and_changes_
         assert "without pipelining, and the host has no setfacl (the acl package)" in text, text
         assert "Turn pipelining on" in text and "install the acl package" in text
         assert "lamassu" not in databases(host.cluster) and accepts_writes(host.cluster, "va")
+        # rollback and cleanup begin with the lock: the same check, before it.
+        for name in ("rollback.yml", "cleanup.yml"):
+            refused = run(PLAYBOOKS / name, "-i", inventory)
+            assert refused.returncode != 0 and "Turn pipelining on" in output(refused), output(refused)
 
 
 def test_a_killed_controller_frees_the_server_within_its_lease(engine, tmp_path):
