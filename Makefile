@@ -175,8 +175,15 @@ molecule: venv server-packages .collections/ansible_collections/lamassuiot/postg
 		echo "molecule/docker: skipped: $$hosts"; skip=(--exclude docker); \
 	fi; \
 	echo "molecule test --all $${skip[*]}"; \
+	mkdir -p $(BUILD); \
 	PATH="$(ABS_BIN):$$PATH" MOLECULE_GLOB='molecule/*/molecule.yml' LAMASSU_HOST_IMAGE="$$image" \
-		$(BIN)/molecule test --all "$${skip[@]}"
+		$(BIN)/molecule test --all "$${skip[@]}" 2>&1 | tee $(BUILD)/molecule.log; \
+	status=$${PIPESTATUS[0]}; \
+	if [ "$$status" != 0 ]; then \
+		echo "== molecule failed; the failed tasks (whole log: $(BUILD)/molecule.log):"; \
+		sed 's/\x1b\[[0-9;]*m//g' $(BUILD)/molecule.log | grep -E -B3 -A12 'fatal: |FAILED!|failed: \[' | cut -c1-600 | tail -120; \
+		exit $$status; \
+	fi
 
 # Build the tarball, install it into a temporary path and render every module's docs from there.
 galaxy-build: venv ## build the collection tarball, install it and render every module's docs
