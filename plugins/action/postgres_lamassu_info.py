@@ -5,13 +5,16 @@
 The first step of upgrade and status reads the host with this module. When Ansible becomes an unprivileged user
 there, one shell command (no module, no file) asks whether the host can take Ansible's files for that user; without
 pipelining and without that, the task fails naming both fixes before any module runs. The answer is returned as
-``host_access``: the copies follow ``host_access.async_jobs`` (background copies are Ansible async jobs).
+``host_access``, and fills in the ``plan`` option's ``host`` and ``async_jobs`` (background copies are Ansible async
+jobs). A host the module could not read still gets a ``plan``: its first problem says why.
 """
 
 from __future__ import annotations
 
+from ansible.errors import AnsibleActionFail
 from ansible.utils.vars import merge_hash
 
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.upgrade_plan import RunChoices, unread_plan
 from ansible_collections.lamassuiot.postgres.plugins.plugin_utils.host_access import async_note
 from ansible_collections.lamassuiot.postgres.plugins.plugin_utils.module_action import ModuleAction
 
@@ -21,8 +24,32 @@ MODULE = "lamassuiot.postgres.postgres_lamassu_info"
 class ActionModule(ModuleAction):
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
+        host = task_vars.get("inventory_hostname", "the host")
         result = super().run(tmp, task_vars)
-        access = self.host_access(task_vars)
-        module_result = self.run_module(MODULE, None, task_vars)
-        note = None if access.async_jobs else async_note(access, task_vars.get("inventory_hostname", "the host"))
+        args = dict(self._task.args)
+        choices = {**(args.get("plan") or {}), "host": host}
+        try:
+            access = self.host_access(task_vars)
+        except AnsibleActionFail as refused:
+            refused.result["plan"] = unread_plan(RunChoices.from_option(choices), unread_problem(refused.result))
+            raise
+        args["plan"] = {**choices, "async_jobs": access.async_jobs}
+        module_result = self.run_module(MODULE, args, task_vars)
+        if module_result.get("failed") and "plan" not in module_result:
+            module_result["plan"] = unread_plan(RunChoices.from_option(args["plan"]), unread_problem(module_result))
+        note = None if access.async_jobs else async_note(access, host)
         return merge_hash(merge_hash(result, module_result), {"host_access": {**access.as_dict(), "note": note}})
+
+
+def unread_problem(failed: dict) -> str:
+    """The problem of a host the module could not read: the error, the module's last words when it died, and where
+    the login is kept when the server refused it."""
+    message = failed.get("msg") or "no answer"
+    stderr = (failed.get("module_stderr") or "").strip()
+    last_words = f" - the module ended with: {stderr.splitlines()[-1]}" if stderr else ""
+    login = (
+        " (check lamassu_pg_user and lamassu_pg_password, kept in the vault)"
+        if "authentication failed" in message
+        else ""
+    )
+    return f"preflight could not read the server: {message}{last_words}{login}"

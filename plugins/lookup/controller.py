@@ -68,6 +68,9 @@ _raw:
     report_dir_writable:
       description: With O(report_dir) - whether the reports can be written there; null without it.
       type: bool
+    report_dir_problem:
+      description: With O(report_dir) not writable - the sentence the preflight reports; null otherwise.
+      type: str
 """
 
 
@@ -116,6 +119,12 @@ class LookupModule(LookupBase):
         # Tasks are templated in worker processes forked from the main process; the run is the main process.
         parent = multiprocessing.parent_process()
         pid = parent.pid if parent is not None else os.getpid()
+        writable = None if report_dir is None else can_write_directory(report_dir)
+        problem = None
+        if writable is False:
+            problem = (
+                f"report directory {report_dir} of the controller is not a writable directory (lamassu_report_dir)"
+            )
         return [
             {
                 "host": socket.gethostname().split(".")[0] or "unknown",
@@ -124,6 +133,7 @@ class LookupModule(LookupBase):
                 "cwd": os.getcwd(),
                 "collection_version": collection_version(),
                 "ansible_core_version": ansible_core_version,
-                "report_dir_writable": None if report_dir is None else can_write_directory(report_dir),
+                "report_dir_writable": writable,
+                "report_dir_problem": problem,
             }
         ]

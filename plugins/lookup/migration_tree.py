@@ -61,6 +61,9 @@ _raw:
     error:
       description: Why the tree cannot be read, or null.
       type: str
+    problem:
+      description: What stops the upgrade about the tree - C(error), or no folder of any service of the run - or null.
+      type: str
 """
 
 
@@ -73,6 +76,7 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.migration_tree
     MigrationTree,
     missing_message,
     read_tree,
+    tree_problem,
 )
 
 
@@ -81,8 +85,11 @@ class LookupModule(LookupBase):
         self.set_options(var_options=variables, direct=kwargs)
         if len(terms) != 1:
             raise AnsibleError("lamassuiot.postgres.migration_tree takes exactly one path")
+        services = [str(s) for s in self.get_option("services")]
         try:
-            tree = read_tree(str(terms[0]), [str(s) for s in self.get_option("services")])
+            tree = read_tree(str(terms[0]), services)
         except InvalidInput as exc:
-            return [{**MigrationTree(root=None).as_dict(), "error": str(exc), "missing_message": None}]
-        return [{**tree.as_dict(), "error": None, "missing_message": missing_message(tree)}]
+            empty = MigrationTree(root=None).as_dict()
+            return [{**empty, "error": str(exc), "problem": str(exc), "missing_message": None}]
+        problem = tree_problem(tree, services)
+        return [{**tree.as_dict(), "error": None, "problem": problem, "missing_message": missing_message(tree)}]

@@ -22,6 +22,18 @@ class Fix:
     why: str
 
 
+class Problem(str):
+    """A sentence that stops the upgrade, with the ``Fix`` that gets past it when one option does. It is a ``str``
+    (shown, compared and returned as its text); ``fix`` is the Fix as a dict, or None."""
+
+    fix: dict | None
+
+    def __new__(cls, text: str, fix: Fix | None = None) -> Problem:
+        problem = super().__new__(cls, text)
+        problem.fix = asdict(fix) if fix is not None else None
+        return problem
+
+
 class LamassuError(Exception):
     """Base class; ``main()`` of every module turns it into ``fail_json``, ``fix`` into the result's ``fix``."""
 

@@ -26,7 +26,7 @@ from . import service_roles as roles
 from .connection import ConnectionParams
 from .dbcopy import source_changes
 from .dbcopy.journal import CopyRecord
-from .errors import InvalidInput
+from .errors import Fix, InvalidInput, Problem
 from .goose.store import History
 from .lamassu import SERVICES
 from .names import check_identifier
@@ -324,7 +324,7 @@ def assess(
                 if request.if_target_exists == "replace":
                     warnings.append(message + " (they will be replaced by the copy)")
                 else:
-                    problems.append(message)
+                    problems.append(Problem(message, Fix("if_target_exists", "replace", "the copy replaces them")))
         found = migrations.get(service)
         if found and found.error:
             problems.append(f"migrations of service {service!r} cannot be read: {found.error}")
@@ -338,9 +338,13 @@ def assess(
         if found and found.out_of_order and not request.allow_missing:
             versions = ", ".join(str(v) for v in found.out_of_order)
             problems.append(
-                f"service {service!r} has pending migrations older than its current version {found.current_version}: "
-                f"{versions}; goose refuses them (out of order): the tree and the database come from different "
-                "Lamassu releases, or set schema_migrate_allow_missing: true to apply them"
+                Problem(
+                    f"service {service!r} has pending migrations older than its current version "
+                    f"{found.current_version}: {versions}; goose refuses them (out of order): the tree and the "
+                    "database come from different Lamassu releases, or set schema_migrate_allow_missing: true to "
+                    "apply them",
+                    Fix("allow_missing", True, "applies them out of order"),
+                )
             )
         if facts.exists and facts.other_sessions and phases[service] == "legacy":
             warnings.append(
@@ -389,10 +393,13 @@ def connection_problems(request: InfoRequest, server: ServerFacts) -> list[str]:
         and server.connected_port != server.listen_port
     ):
         problems.append(
-            f"the connection used port {server.connected_port} but the server listens on port {server.listen_port}: "
-            f"a pooler (PgBouncer, pgpool-II) or a proxy sits in between, and {DIRECT_CONNECTION_NEEDS}; point "
-            "lamassu_pg_host/lamassu_pg_port at the PostgreSQL server (if that port is only a plain port mapping "
-            "to the server, e.g. docker -p, set lamassu_pg_proxy_check: false)"
+            Problem(
+                f"the connection used port {server.connected_port} but the server listens on port "
+                f"{server.listen_port}: a pooler (PgBouncer, pgpool-II) or a proxy sits in between, and "
+                f"{DIRECT_CONNECTION_NEEDS}; point lamassu_pg_host/lamassu_pg_port at the PostgreSQL server (if that "
+                "port is only a plain port mapping to the server, e.g. docker -p, set lamassu_pg_proxy_check: false)",
+                Fix("proxy_check", False, "only when that port is a plain port mapping to the server"),
+            )
         )
     return problems
 
@@ -408,10 +415,13 @@ def other_database_findings(request: InfoRequest, other: OtherDatabaseFacts) -> 
         )
     shown = ", ".join(f"{name} ({tables} tables)" for name, tables in other.service_schemas.items())
     return (
-        f"database {other.database!r} already holds Lamassu service schemas ({shown}) while this run copies into "
-        f"{request.database!r}: a Lamassu build that reads {other.database!r} would start on that data, not on the "
-        f"copy. Set lamassu_pg_database: {other.database} if your build reads it (upstream's schema branch "
-        f"feat/schema-db reads pki), or drop database {other.database!r} if it is a leftover",
+        Problem(
+            f"database {other.database!r} already holds Lamassu service schemas ({shown}) while this run copies "
+            f"into {request.database!r}: a Lamassu build that reads {other.database!r} would start on that data, "
+            f"not on the copy. Set lamassu_pg_database: {other.database} if your build reads it (upstream's schema "
+            f"branch feat/schema-db reads pki), or drop database {other.database!r} if it is a leftover",
+            Fix("database", other.database, "only if your Lamassu build reads that database"),
+        ),
         None,
     )
 

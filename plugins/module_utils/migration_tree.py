@@ -78,6 +78,16 @@ def read_tree(path: str, services: list[str] | tuple[str, ...]) -> MigrationTree
     return tree
 
 
+def tree_problem(tree: MigrationTree, services: list[str]) -> str | None:
+    """What stops the upgrade about a tree that was read: no folder of any service of the run, or None."""
+    if tree.files:
+        return None
+    return (
+        f"no folder of the services {', '.join(services)} in {tree.root} (found: {', '.join(tree.ignored) or 'nothing'}): "
+        "give a Lamassu checkout or its engines/storage/postgres/migrations folder"
+    )
+
+
 def missing_message(tree: MigrationTree) -> str | None:
     """One message naming every service of the run without a folder, or None."""
     if not tree.missing:

@@ -243,6 +243,15 @@ def verdict(summary: dict) -> str:
     return f"{summary['name']}: ok{took}; services: {phases}{blocked}"
 
 
+def status_verdict(info: dict, login_problems: list[str]) -> str:
+    """What fails a host in status.yml: it cannot be read, or has problems that would stop an upgrade (those of the
+    info module and of the services' own logins); empty when none."""
+    if "phases" not in info:
+        return f"cannot be read: {info.get('msg') or 'no answer'}"
+    problems = [*info.get("problems", []), *login_problems]
+    return f"problems: {' | '.join(problems)}" if problems else ""
+
+
 def absent_host(name: str, groups: list[str] | None, active: bool) -> dict:
     """A host the report did not run on: unreachable when Ansible dropped it, else not reached yet (a later batch
     of the rollout)."""

@@ -101,6 +101,68 @@ options:
       - It names the user of each service's C(dsn) in RV(services) and is listed in RV(service_roles).
     type: raw
     version_added: 0.1.0
+  plan:
+    description:
+      - What the run asks for, from which RV(plan) is decided - the steps of C(upgrade.yml), its copies in the
+        foreground and in the background, the reading its report reuses. The action plugin fills in O(plan.host)
+        and O(plan.async_jobs).
+    type: dict
+    default: {}
+    version_added: 0.1.0
+    suboptions:
+      host:
+        description: The inventory name of the host, part of each progress file's name.
+        type: str
+        default: localhost
+      cutover_target:
+        description: The cutover's target (C(cutover_target)); anything but V(none) writes files, so the host is not done.
+        type: str
+        default: none
+      start_services:
+        description: Whether the run starts the services (C(lamassu_start_services)); the host is then not done.
+        type: bool
+        default: false
+      login_check:
+        description: Whether the run logs in as each service after the cutover (C(lamassu_login_check)).
+        type: bool
+        default: true
+      copy_parallel:
+        description: Every copy in the background at once (C(db_to_schema_parallel)).
+        type: bool
+        default: false
+      async_threshold_mb:
+        description: Copies of legacy databases larger than this many MB run in the background (C(db_to_schema_async_threshold_mb)).
+        type: float
+        default: 512
+      async_jobs:
+        description: Whether Ansible can run async jobs on the host (RV(host_access)); without, every copy runs in the foreground.
+        type: bool
+        default: true
+      async_seconds:
+        description: Ansible's async limit of the copies (C(db_to_schema_async)); 0 - none in the foreground, a day in the background.
+        type: int
+        default: 0
+      progress_dir:
+        description: Directory on the host of the progress files of the copies in the background (C(db_to_schema_progress_dir)).
+        type: str
+        default: ~/.ansible_async
+      cutover_source_prefix:
+        description: The legacy prefix the cutover reads; the report reuses the cutover's reading when it equals O(plan.report_source_prefix).
+        type: str
+        default: ""
+      report_source_prefix:
+        description: The legacy prefix the report reads.
+        type: str
+        default: ""
+      controller_problems:
+        description: Problems found on the controller (the migrations tree, the report directory), added to RV(plan.problems).
+        type: list
+        elements: str
+        default: []
+      tls_missing:
+        description: The connection's TLS files missing on the host, option name to path, added to RV(plan.problems).
+        type: dict
+        default: {}
 attributes:
   action:
     description:
@@ -334,6 +396,29 @@ upgrade_done:
       statistics cannot prove it did not), and no problem. C(upgrade.yml) ends a host there (its fast path).
   returned: always
   type: bool
+plan:
+  description:
+    - The plan of this host's upgrade (C(module_utils/upgrade_plan.py)), decided from what was read and O(plan);
+      C(upgrade.yml) follows it.
+    - C(done) - nothing is left to do (RV(upgrade_done), no problem, nothing to write or start); the fast path.
+    - C(steps) - the steps to run, in order, of C(lock), C(preflight), C(stop), C(copy), C(migrate), C(cutover),
+      C(login_check), C(start).
+    - C(copies) - C(foreground) and C(background) services, C(progress_files) (service to path on the host) of the
+      background ones, C(async_seconds) and C(background_seconds) (Ansible's async limits).
+    - C(report_reading) - the reading the report reuses instead of reading the host again - V(preflight) (the
+      fast path), V(cutover), or V(none).
+    - C(problems) - every problem (the host's, the controller's, missing TLS files), each C(msg) with C(fix) - the
+      module option that gets past it (C(option), C(value), C(why)), or null.
+  returned: always
+  type: dict
+  sample:
+    done: false
+    steps: [lock, preflight, stop, copy, migrate, cutover, login_check]
+    copies: {foreground: [ca, kms], background: [devicemanager], async_seconds: 0, background_seconds: 86400,
+             progress_files: {devicemanager: ~/.ansible_async/lamassu-db-to-schema-pg1-lamassu-devicemanager.json}}
+    report_reading: cutover
+    problems: [{msg: "schema 'ca' of database 'lamassu' already holds 3 tables ...",
+                fix: {option: if_target_exists, value: replace, why: the copy replaces them}}]
 problems:
   description: Every condition that stops the upgrade, one sentence each naming the object and the cause.
   returned: always
@@ -356,7 +441,7 @@ queries:
 from ansible_collections.lamassuiot.postgres.plugins.module_utils import python_floor  # noqa: F401  # pylint: disable=unused-import
 
 # isort: split
-from ansible_collections.lamassuiot.postgres.plugins.module_utils import service_roles
+from ansible_collections.lamassuiot.postgres.plugins.module_utils import service_roles, upgrade_plan
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.info import gather
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.info_rules import InfoRequest
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE, SERVICES
@@ -376,6 +461,7 @@ def argument_spec() -> dict:
         "proxy_check": {"type": "bool", "default": True},
         "allow_missing": {"type": "bool", "default": False},
         "service_role": {"type": "raw"},
+        "plan": {"type": "dict", "default": {}, "options": upgrade_plan.OPTION},
     }
 
 
@@ -395,6 +481,9 @@ def work(ctx: ModuleContext) -> dict:
         service_roles=service_roles.overrides(p["service_role"], tuple(p["services"])),
     )
     result = gather(ctx.connection, request)
+    migrations_given = request.migrations_path is not None or request.migration_files is not None
+    choices = upgrade_plan.RunChoices.from_option(p["plan"])
+    result["plan"] = upgrade_plan.plan(result, choices, ctx.check_mode, migrations_given, request.database)
     for notice in result["notices"]:
         ctx.warn(notice)
     return result

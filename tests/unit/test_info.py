@@ -476,3 +476,17 @@ def test_pending_go_migrations_name_the_remedy():
 def test_upgrade_done(phases, changed, problems, done):
     services = {f"s{i}": {"phase": p, "source_changed": c} for i, (p, c) in enumerate(zip_strict(phases, changed))}
     assert upgrade_done(services, problems) is done
+
+
+def test_problems_that_one_option_gets_past_carry_that_fix():
+    occupied = {"ca": SchemaFacts(exists=True, objects=["certificates"])}
+    problems, _ = _assess(schemas=occupied, unified_exists=True, if_target_exists="fail")
+    assert problems[0].fix == {"option": "if_target_exists", "value": "replace", "why": "the copy replaces them"}
+    facts = MigrationFacts(
+        found=True, pending=[{"version": 1, "name": "1_x.sql", "kind": "sql"}], current_version=20260101000000
+    )
+    problems, _ = _assess(migrations={"ca": facts})
+    assert problems[0].fix["option"] == "allow_missing" and problems[0].fix["value"] is True
+    missing = {"ca": LegacyFacts(database="ca", exists=False)}
+    problems, _ = _assess(legacy=missing)
+    assert problems and all(getattr(p, "fix", None) is None for p in problems)
