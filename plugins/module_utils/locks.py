@@ -15,6 +15,27 @@ from dataclasses import dataclass
 
 from .errors import LamassuError
 
+# The key of every advisory lock the collection takes, in one place (two runs that must not overlap meet on one key).
+# Session locks (pg_try_advisory_lock, retried through ``take``), keyed by a namespace and a name:
+SCHEMA_LOCK_NAMESPACE = "lamassuiot.postgres schema"  # the schema module, per database
+COPY_LOCK_NAMESPACE = "lamassuiot.postgres db_to_schema"  # a copy, per target schema
+# The server-wide lock of a run that changes the layout (upgrade, rollback, cleanup), in database postgres: the
+# CRC-32 of "lamassuiot.postgres upgrade", a one-key lock apart from goose's ids (the namespaced locks above are
+# two-key hashtext locks, another key space).
+UPGRADE_LOCK_ID = 2359239940
+# goose's Postgres session locker id (lock.DefaultLockID): 4097083626, the CRC-32 of "goose", as the
+# design contract fixes it. Some goose v3 releases define it as the CRC-64/ECMA of "goose" instead;
+# both are taken (always in this order, so two runs of ours cannot deadlock), which keeps any goose
+# binary run with a session locker and this module from migrating one database at the same time.
+GOOSE_LOCK_ID = 4097083626
+CRC64_GOOSE_LOCK_ID = 5887940537704921958
+MIGRATION_LOCK_IDS = (GOOSE_LOCK_ID, CRC64_GOOSE_LOCK_ID)
+# Transaction locks (pg_advisory_xact_lock(hashtext(name))), held while one statement group runs:
+CHECKS_LOCK = "lamassuiot.postgres migration checks"  # the migrate module's record of its checks
+ACCESS_LOCK = "lamassuiot.postgres db_to_schema access"  # grants to the services' role
+EXTENSIONS_LOCK = "lamassuiot.postgres db_to_schema extensions"  # CREATE EXTENSION in the unified database
+JOURNAL_LOCK = "lamassuiot.postgres journal"  # the copy journal
+
 # pg_locks keeps a bigint key in two 32-bit halves (objsubid 1), a pair of int4 keys as they are (objsubid 2).
 _BIGINT_KEY = "l.objsubid = 1 AND ((l.classid::bigint << 32) | l.objid::bigint) = %s"
 _PAIR_KEY = (

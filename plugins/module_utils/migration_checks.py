@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from ._pg import psycopg2, sql
 from .errors import OperationFailed
 from .lamassu import JOURNAL_SCHEMA
+from .locks import CHECKS_LOCK
 from .session import Session
 
 CHECKS_TABLE = "migration_checks"
 # Serialises the creation of the table by concurrent runs (check mode reads only and takes no lock).
-CHECKS_LOCK = "lamassuiot.postgres migration checks"
 
 DDL = """CREATE TABLE IF NOT EXISTS {table} (
     schema_name text PRIMARY KEY,

@@ -10,14 +10,13 @@ from ._pg import sql
 from .connection import ConnectionParams, connect
 from .errors import InvalidInput, OperationFailed
 from .lamassu import GOOSE_TABLE, MAINTENANCE_DATABASE
-from .locks import LockKey, take
+from .locks import SCHEMA_LOCK_NAMESPACE, LockKey, take
 from .names import check_identifier
 from .session import Session
 
 STATES = ("present", "absent", "truncated")
 # Runs on one database take turns (a session advisory lock in the maintenance database): without it, two runs
 # at once both read "missing" and the second fails on a duplicate CREATE DATABASE / CREATE SCHEMA.
-RUN_LOCK_NAMESPACE = "lamassuiot.postgres schema"
 RUN_LOCK_TIMEOUT = 300.0
 RUN_LOCK_INTERVAL = 0.2
 
@@ -146,10 +145,10 @@ def take_turn(session: Session, database: str, timeout: float = RUN_LOCK_TIMEOUT
     def refuse(_holders) -> OperationFailed:
         return OperationFailed(
             f"Another run on database {database!r} is already in progress (it holds the advisory lock of "
-            f"{RUN_LOCK_NAMESPACE!r}); gave up after {timeout:g} s. Nothing was changed."
+            f"{SCHEMA_LOCK_NAMESPACE!r}); gave up after {timeout:g} s. Nothing was changed."
         )
 
-    take(session, LockKey.names(RUN_LOCK_NAMESPACE, database), refuse, timeout, RUN_LOCK_INTERVAL)
+    take(session, LockKey.names(SCHEMA_LOCK_NAMESPACE, database), refuse, timeout, RUN_LOCK_INTERVAL)
 
 
 def ensure(params: ConnectionParams, request: SchemaRequest, check_mode: bool) -> dict:

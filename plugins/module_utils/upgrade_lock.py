@@ -28,12 +28,10 @@ from ._pg import psycopg2, sql
 from .connection import ConnectionParams, connect
 from .detached import ProcessWatch, detach
 from .errors import Fix, InvalidInput, LamassuError, OperationFailed
+from .locks import UPGRADE_LOCK_ID
 from .session import Session
 
 LOCK_DATABASE = "postgres"
-# CRC-32 of "lamassuiot.postgres upgrade": a one-key lock, apart from goose's ids (4097083626 and its CRC-64);
-# the schema and copy runs take two-key (hashtext) locks, another key space.
-UPGRADE_LOCK_ID = 2359239940
 HOLDER_PREFIX = "lamassu-lock"
 NOTIFY_CHANNEL = "lamassu_lock"
 DEFAULT_HOLD_TIMEOUT = 43200

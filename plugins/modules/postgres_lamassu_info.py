@@ -155,12 +155,12 @@ options:
         type: str
         default: ""
       controller_problems:
-        description: Problems found on the controller (the migrations tree, the report directory), added to RV(plan.problems).
+        description: Problems found on the controller (the migrations tree, the report directory), added to the C(problems) of RV(plan).
         type: list
         elements: str
         default: []
       tls_missing:
-        description: The connection's TLS files missing on the host, option name to path, added to RV(plan.problems).
+        description: The connection's TLS files missing on the host, option name to path, added to the C(problems) of RV(plan).
         type: dict
         default: {}
 attributes:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import OperationFailed
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.lock import GOOSE_LOCK_ID, MigrationLock
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.goose.lock import MigrationLock
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.locks import GOOSE_LOCK_ID
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.session import Session
 from tests.harness.ansible import run_module
 

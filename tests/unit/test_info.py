@@ -480,13 +480,13 @@ def test_upgrade_done(phases, changed, problems, done):
 
 def test_problems_that_one_option_gets_past_carry_that_fix():
     occupied = {"ca": SchemaFacts(exists=True, objects=["certificates"])}
-    problems, _ = _assess(schemas=occupied, unified_exists=True, if_target_exists="fail")
+    problems, _warnings = _assess(schemas=occupied, unified_exists=True, if_target_exists="fail")
     assert problems[0].fix == {"option": "if_target_exists", "value": "replace", "why": "the copy replaces them"}
     facts = MigrationFacts(
         found=True, pending=[{"version": 1, "name": "1_x.sql", "kind": "sql"}], current_version=20260101000000
     )
-    problems, _ = _assess(migrations={"ca": facts})
+    problems, _warnings = _assess(migrations={"ca": facts})
     assert problems[0].fix["option"] == "allow_missing" and problems[0].fix["value"] is True
     missing = {"ca": LegacyFacts(database="ca", exists=False)}
-    problems, _ = _assess(legacy=missing)
+    problems, _warnings = _assess(legacy=missing)
     assert problems and all(getattr(p, "fix", None) is None for p in problems)

@@ -25,6 +25,7 @@ from .._compat import transaction
 from .._pg import sql
 from ..errors import InvalidInput
 from ..lamassu import GOOSE_TABLE, SERVICES
+from ..locks import ACCESS_LOCK
 from ..service_roles import DATABASE_OWNER_PSEUDO_ROLE, concrete, decide, goose_table_owner, overrides
 from . import ddl
 from .catalog import SCHEMA_QUERY
@@ -34,7 +35,6 @@ from .request import CopyRequest
 DATABASE_PRIVILEGES = ("CONNECT", "CREATE")
 SCHEMA_PRIVILEGES = ("USAGE", "CREATE")
 # Copies into one database may grant on it at the same time; two GRANTs on one database would collide.
-ACCESS_LOCK = "lamassuiot.postgres db_to_schema access"
 PUBLIC = "PUBLIC"
 
 

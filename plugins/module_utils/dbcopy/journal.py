@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from .._compat import transaction
 from .._pg import sql
 from ..lamassu import JOURNAL_SCHEMA
+from ..locks import JOURNAL_LOCK
 
 COPIES_TABLE = "db_to_schema_copies"
 FREEZES_TABLE = "db_to_schema_freezes"
 # Serialises the creation of the journal tables by concurrent runs on other targets.
-JOURNAL_LOCK = "lamassuiot.postgres journal"
 
 DDL = (
     "CREATE SCHEMA IF NOT EXISTS {schema}",

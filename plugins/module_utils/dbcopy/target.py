@@ -12,7 +12,7 @@ from .._pg import psycopg2, sql
 from ..connection import connect
 from ..errors import ConnectionFailed, Fix, InvalidInput, LamassuError, OperationFailed
 from ..lamassu import COLLECTION_VERSION, GOOSE_TABLE
-from ..locks import LockKey, take, try_lock
+from ..locks import COPY_LOCK_NAMESPACE, EXTENSIONS_LOCK, LockKey, take, try_lock
 from ..session import Session
 from . import access, ddl
 from .catalog import acl_expr, extension_schemas, reading_path
@@ -20,8 +20,6 @@ from .catalog_model import SourceCatalog
 from .journal import CopyRecord, Journal
 from .request import LOCK_RETRY_SECONDS, MESSAGE_OBJECTS, STAGING_MARKER, CopyJob, TableOutcome
 
-LOCK_NAMESPACE = "lamassuiot.postgres db_to_schema"
-EXTENSIONS_LOCK = "lamassuiot.postgres db_to_schema extensions"
 NEW_DATABASE_TEMPLATE = "template1"  # what CREATE DATABASE copies when no TEMPLATE is named
 
 
@@ -72,7 +70,9 @@ def lock(job: CopyJob, session: Session) -> None:
             f"already in progress (server process {holder or 'unknown'} holds its lock); nothing was changed"
         )
 
-    take(session, LockKey.names(LOCK_NAMESPACE, req.target), refuse, LOCK_RETRY_SECONDS, 0.1, wait_while_held=False)
+    take(
+        session, LockKey.names(COPY_LOCK_NAMESPACE, req.target), refuse, LOCK_RETRY_SECONDS, 0.1, wait_while_held=False
+    )
 
 
 def cleanup(job: CopyJob, session: Session) -> None:
@@ -90,7 +90,7 @@ def cleanup(job: CopyJob, session: Session) -> None:
     try:
         fresh = Session(conn, job.queries)
         # The first connection is gone, so is its lock: take it again or leave the leftovers to the next run.
-        if try_lock(fresh, LockKey.names(LOCK_NAMESPACE, job.request.target)):
+        if try_lock(fresh, LockKey.names(COPY_LOCK_NAMESPACE, job.request.target)):
             drop_leftovers(job, fresh)
     except (LamassuError, psycopg2.Error):
         pass

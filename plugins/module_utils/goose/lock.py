@@ -8,15 +8,8 @@ import time
 
 from .._pg import extensions
 from ..errors import OperationFailed
-from ..locks import Holder, LockKey, take, unlock
+from ..locks import MIGRATION_LOCK_IDS, Holder, LockKey, take, unlock
 
-# goose's Postgres session locker id (lock.DefaultLockID): 4097083626, the CRC-32 of "goose", as the
-# design contract fixes it. Some goose v3 releases define it as the CRC-64/ECMA of "goose" instead;
-# both are taken (always in this order, so two runs of ours cannot deadlock), which keeps any goose
-# binary run with a session locker and this module from migrating one database at the same time.
-GOOSE_LOCK_ID = 4097083626
-CRC64_GOOSE_LOCK_ID = 5887940537704921958
-MIGRATION_LOCK_IDS = (GOOSE_LOCK_ID, CRC64_GOOSE_LOCK_ID)
 # goose waits 60 x 5 s; we poll more often within the same bound.
 DEFAULT_LOCK_TIMEOUT = 300.0
 DEFAULT_LOCK_INTERVAL = 0.5
