@@ -14,6 +14,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleActionFail
 from ansible.utils.vars import merge_hash
 
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import InvalidInput
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.upgrade_plan import RunChoices, unread_plan
 from ansible_collections.lamassuiot.postgres.plugins.plugin_utils.host_access import async_note
 from ansible_collections.lamassuiot.postgres.plugins.plugin_utils.module_action import ModuleAction
@@ -31,14 +32,23 @@ class ActionModule(ModuleAction):
         try:
             access = self.host_access(task_vars)
         except AnsibleActionFail as refused:
-            refused.result["plan"] = unread_plan(RunChoices.from_option(choices), unread_problem(refused.result))
+            refused.result["plan"] = unread_plan(run_choices(choices), unread_problem(refused.result))
             raise
         args["plan"] = {**choices, "async_jobs": access.async_jobs}
         module_result = self.run_module(MODULE, args, task_vars)
         if module_result.get("failed") and "plan" not in module_result:
-            module_result["plan"] = unread_plan(RunChoices.from_option(args["plan"]), unread_problem(module_result))
+            module_result["plan"] = unread_plan(run_choices(args["plan"]), unread_problem(module_result))
         note = None if access.async_jobs else async_note(access, host)
         return merge_hash(merge_hash(result, module_result), {"host_access": {**access.as_dict(), "note": note}})
+
+
+def run_choices(option: dict) -> RunChoices:
+    """The run's choices for the plan of a host that was not read; an option the module refused (its failure says
+    why) leaves only the host."""
+    try:
+        return RunChoices.from_option(option)
+    except InvalidInput:
+        return RunChoices(host=option["host"])
 
 
 def unread_problem(failed: dict) -> str:

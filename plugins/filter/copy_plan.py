@@ -50,6 +50,9 @@ _value:
 """
 
 # Ansible wants the documentation first.
+from ansible.errors import AnsibleFilterError  # noqa: E402
+
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import InvalidInput  # noqa: E402
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.upgrade_plan import RunChoices  # noqa: E402
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.upgrade_plan import copy_plan as plan_copies  # noqa: E402
 
@@ -57,8 +60,11 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.upgrade_plan i
 def copy_plan(services, legacy, choices, check_mode):
     asked = dict(choices)
     database = asked.pop("database")
-    sizes = {service: (legacy.get(service) or {}).get("size_bytes") for service in services}
-    return plan_copies(list(services), sizes, RunChoices.from_option(asked), database, bool(check_mode))
+    try:
+        checked = RunChoices.from_option(asked)
+    except InvalidInput as exc:
+        raise AnsibleFilterError(f"lamassuiot.postgres.copy_plan: {exc}") from exc
+    return plan_copies(list(services), legacy, checked, database, bool(check_mode))
 
 
 class FilterModule:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
 
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from .errors import InvalidInput
+
 # The steps of upgrade.yml, in their order.
 STEPS = ("lock", "preflight", "stop", "copy", "migrate", "cutover", "login_check", "start")
 # A copy in the background has no time limit of its own: Ansible's async limit is then a day.
 BACKGROUND_SECONDS = 86400
 PROGRESS_FILE = "{dir}/lamassu-db-to-schema-{host}-{database}-{service}.json"
-# The readings of the host the report may reuse instead of reading it again.
-READINGS = ("preflight", "cutover", "none")
 
 
 @dataclass(frozen=True)
@@ -43,19 +45,15 @@ class RunChoices:
 
     @classmethod
     def from_option(cls, option: dict | None) -> RunChoices:
-        """The choices of the module's option, or of a role's variables (strings from ``-e`` included); None and
-        missing entries take the defaults."""
-        kinds = {choice.name: choice.type for choice in fields(cls)}
-        given = {key: _coerce(kinds[key], value) for key, value in (option or {}).items() if value is not None}
-        return cls(**given)
-
-
-def _coerce(kind: str, value):
-    if kind == "bool" and isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
-    if kind in ("bool", "int", "float", "str"):
-        return {"bool": bool, "int": int, "float": float, "str": str}[kind](value)
-    return tuple(value) if kind == "tuple[str, ...]" else dict(value)
+        """The choices of the module's option, or of a role's variables (strings from ``-e`` included), checked and
+        converted as Ansible checks the option; None and missing entries take the defaults. InvalidInput names
+        every bad entry."""
+        given = {key: value for key, value in (option or {}).items() if value is not None}
+        checked = ArgumentSpecValidator(OPTION).validate(given)
+        if checked.error_messages:
+            raise InvalidInput(f"plan: {'; '.join(checked.error_messages)}")
+        values = checked.validated_parameters
+        return cls(**{**values, "controller_problems": tuple(values["controller_problems"])})
 
 
 # The Ansible type of each RunChoices field, for the module's option.
@@ -84,17 +82,13 @@ def _option() -> dict:
 OPTION = _option()
 
 
-def copy_plan(
-    services: list[str],
-    sizes: dict[str, int | None],
-    choices: RunChoices,
-    database: str,
-    check_mode: bool,
-) -> dict:
+def copy_plan(services: list[str], legacy: dict, choices: RunChoices, database: str, check_mode: bool) -> dict:
     """Which copies run in the foreground (one module run, in order) and which in the background (Ansible async
-    jobs, waited for with a progress line): all with ``copy_parallel``, else those larger than the threshold; none in
-    check mode (Ansible refuses async there) nor where the host cannot run async jobs."""
+    jobs, waited for with a progress line): all with ``copy_parallel``, else those whose legacy database (``legacy``:
+    service -> its facts, as info returns them) is larger than the threshold; none in check mode (Ansible refuses
+    async there) nor where the host cannot run async jobs."""
     threshold = choices.async_threshold_mb * 1000000
+    sizes = {s: (legacy.get(s) or {}).get("size_bytes") for s in services}
     if check_mode or not choices.async_jobs:
         background = []
     elif choices.copy_parallel:
@@ -143,12 +137,10 @@ def plan(info: dict, choices: RunChoices, check_mode: bool, migrations_given: bo
         "login_check": not done and not check_mode and choices.login_check,
         "start": choices.start_services,
     }
-    services = list(info["services"])
-    sizes = {s: info["legacy"][s].get("size_bytes") for s in services}
     return {
         "done": done,
         "steps": [step for step in STEPS if runs[step]],
-        "copies": copy_plan(services, sizes, choices, database, check_mode),
+        "copies": copy_plan(list(info["services"]), info["legacy"], choices, database, check_mode),
         "report_reading": report_reading(done, choices),
         "problems": problems,
     }
@@ -164,10 +156,10 @@ def report_reading(done: bool, choices: RunChoices) -> str:
 
 def unread_plan(choices: RunChoices, problem: str) -> dict:
     """The plan of a host the info module could not read: that is its first problem. The run goes on to the lock
-    and the preflight under it, which stops on the problems (the server may answer by then)."""
+    and the preflight under it, which plans again if the server answers by then, else stops on the problems."""
     return {
         "done": False,
-        "steps": ["lock", "preflight", "copy", "cutover", *(["start"] if choices.start_services else [])],
+        "steps": ["lock", "preflight"],
         "copies": copy_plan([], {}, choices, "", True),
         "report_reading": "none",
         "problems": problem_entries([problem], choices),
