@@ -31,10 +31,14 @@ GOOSE_LOCK_ID = 4097083626
 CRC64_GOOSE_LOCK_ID = 5887940537704921958
 MIGRATION_LOCK_IDS = (GOOSE_LOCK_ID, CRC64_GOOSE_LOCK_ID)
 # Transaction locks (pg_advisory_xact_lock(hashtext(name))), held while one statement group runs:
-CHECKS_LOCK = "lamassuiot.postgres migration checks"  # the migrate module's record of its checks
-ACCESS_LOCK = "lamassuiot.postgres db_to_schema access"  # grants to the services' role
-EXTENSIONS_LOCK = "lamassuiot.postgres db_to_schema extensions"  # CREATE EXTENSION in the unified database
-JOURNAL_LOCK = "lamassuiot.postgres journal"  # the copy journal
+# - the creation of the migrate module's checks table by concurrent runs (check mode reads only and takes none);
+CHECKS_LOCK = "lamassuiot.postgres migration checks"
+# - the grants to the services' role: copies into one database may grant on it at once, and two GRANTs collide;
+ACCESS_LOCK = "lamassuiot.postgres db_to_schema access"
+# - CREATE EXTENSION in the unified database;
+EXTENSIONS_LOCK = "lamassuiot.postgres db_to_schema extensions"
+# - the creation of the journal tables by concurrent runs on other targets.
+JOURNAL_LOCK = "lamassuiot.postgres journal"
 
 # pg_locks keeps a bigint key in two 32-bit halves (objsubid 1), a pair of int4 keys as they are (objsubid 2).
 _BIGINT_KEY = "l.objsubid = 1 AND ((l.classid::bigint << 32) | l.objid::bigint) = %s"
@@ -77,6 +81,11 @@ class Holder:
     application: str
     client: str
     since: object
+
+
+def xact_lock(session, name: str) -> None:
+    """Wait for the transaction lock ``name`` (one of the ``*_LOCK`` names above); it ends with the transaction."""
+    session.fetch_all("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
 
 
 def try_lock(session, key: LockKey) -> bool:

@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from ._pg import psycopg2, sql
 from .errors import OperationFailed
 from .lamassu import JOURNAL_SCHEMA
-from .locks import CHECKS_LOCK
+from .locks import CHECKS_LOCK, xact_lock
 from .session import Session
 
 CHECKS_TABLE = "migration_checks"
-# Serialises the creation of the table by concurrent runs (check mode reads only and takes no lock).
 
 DDL = """CREATE TABLE IF NOT EXISTS {table} (
     schema_name text PRIMARY KEY,
@@ -157,7 +156,7 @@ class MigrationChecks:
         conn = self.session.conn
         conn.autocommit = False
         try:
-            self.session.fetch_all("SELECT pg_advisory_xact_lock(hashtext(%s))", (CHECKS_LOCK,))
+            xact_lock(self.session, CHECKS_LOCK)
             for query, params in statements:
                 self.session.execute(query, params, what=f"{JOURNAL_SCHEMA}.{CHECKS_TABLE}")
             conn.commit()

@@ -25,7 +25,7 @@ from .._compat import transaction
 from .._pg import sql
 from ..errors import InvalidInput
 from ..lamassu import GOOSE_TABLE, SERVICES
-from ..locks import ACCESS_LOCK
+from ..locks import ACCESS_LOCK, xact_lock
 from ..service_roles import DATABASE_OWNER_PSEUDO_ROLE, concrete, decide, goose_table_owner, overrides
 from . import ddl
 from .catalog import SCHEMA_QUERY
@@ -34,7 +34,6 @@ from .request import CopyRequest
 
 DATABASE_PRIVILEGES = ("CONNECT", "CREATE")
 SCHEMA_PRIVILEGES = ("USAGE", "CREATE")
-# Copies into one database may grant on it at the same time; two GRANTs on one database would collide.
 PUBLIC = "PUBLIC"
 
 
@@ -145,7 +144,7 @@ def ensure(session, role: str | None, database: str, schema: str, owner: str, ac
     inside the caller's transaction; returns the number of GRANT statements."""
     if not role:
         return 0
-    session.fetch_all("SELECT pg_advisory_xact_lock(hashtext(%s))", (ACCESS_LOCK,))
+    xact_lock(session, ACCESS_LOCK)
     statements = []
     on_database = missing_database_privileges(session, role, database)
     if on_database:

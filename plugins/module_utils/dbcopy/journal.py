@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from .._compat import transaction
 from .._pg import sql
 from ..lamassu import JOURNAL_SCHEMA
-from ..locks import JOURNAL_LOCK
+from ..locks import JOURNAL_LOCK, xact_lock
 
 COPIES_TABLE = "db_to_schema_copies"
 FREEZES_TABLE = "db_to_schema_freezes"
-# Serialises the creation of the journal tables by concurrent runs on other targets.
 
 DDL = (
     "CREATE SCHEMA IF NOT EXISTS {schema}",
@@ -111,7 +110,7 @@ class Journal:
             return
         conn = self.session.conn
         with transaction(conn):
-            self.session.fetch_all("SELECT pg_advisory_xact_lock(hashtext(%s))", (JOURNAL_LOCK,))
+            xact_lock(self.session, JOURNAL_LOCK)
             for statement in DDL:
                 self.session.execute(_compose(statement), what="journal")
 

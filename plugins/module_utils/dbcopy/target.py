@@ -12,7 +12,7 @@ from .._pg import psycopg2, sql
 from ..connection import connect
 from ..errors import ConnectionFailed, Fix, InvalidInput, LamassuError, OperationFailed
 from ..lamassu import COLLECTION_VERSION, GOOSE_TABLE
-from ..locks import COPY_LOCK_NAMESPACE, EXTENSIONS_LOCK, LockKey, take, try_lock
+from ..locks import COPY_LOCK_NAMESPACE, EXTENSIONS_LOCK, LockKey, take, try_lock, xact_lock
 from ..session import Session
 from . import access, ddl
 from .catalog import acl_expr, extension_schemas, reading_path
@@ -200,7 +200,7 @@ def create_staging(job: CopyJob, session: Session, catalog: SourceCatalog, neede
         session.execute(sql.SQL("CREATE SCHEMA {}").format(staging), what="staging schema")
         session.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(staging, sql.Literal(STAGING_MARKER)))
         if needed:  # copies of other services into this database may create the same extensions now
-            session.fetch_all("SELECT pg_advisory_xact_lock(hashtext(%s))", (EXTENSIONS_LOCK,))
+            xact_lock(session, EXTENSIONS_LOCK)
         for name, schema in needed:
             session.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             session.execute(
