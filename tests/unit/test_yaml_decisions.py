@@ -40,3 +40,23 @@ def test_no_multi_line_jinja_decision_in_roles_and_playbooks():
         for key, source in multi_line_expressions(document, text)
     ]
     assert found == []
+
+
+def test_the_scan_finds_a_decision_over_several_lines_but_not_message_text():
+    text = """\
+- name: A task
+  ansible.builtin.debug:
+    msg: >-
+      {{ 'a message may run
+         over lines' }}
+  vars:
+    decided: >-
+      {{ 'x' if a
+         else 'y' }}
+    one_line: "{{ 'x' if a else 'y' }}"
+  when: >-
+    a
+    or b
+"""
+    found = [key for document in yaml.compose_all(text) for key, _source in multi_line_expressions(document, text)]
+    assert found == ["decided", "when"]
