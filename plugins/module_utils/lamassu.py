@@ -15,3 +15,13 @@ MAINTENANCE_DATABASE = "postgres"
 # Where the copy module keeps its journal: outside every service schema.
 JOURNAL_SCHEMA = "lamassu_migration"
 COLLECTION_VERSION = "0.1.0"
+# The online move (postgres_db_to_schema online: live/switch): its logical replication slots (server-wide) and
+# publications (in each source database) start with this prefix; the table of its live copies is in the journal.
+MOVE_PREFIX = "lamassu_move_"
+ONLINE_TABLE = "db_to_schema_online"
+
+
+def move_slot_name(target_database_oid: int, schema: str) -> str:
+    """The slot (and publication) of the online move of one service into ``schema`` of the database whose OID is
+    given: a re-run finds it by this name; two unified databases of one server do not share one."""
+    return f"{MOVE_PREFIX}{int(target_database_oid)}_{schema}"[:63]
