@@ -423,6 +423,10 @@ FAST_SETTINGS = {
     "log_line_prefix": "%m [%p] %u@%d ",
     # pg_hba.conf asks non-superusers for SCRAM; PostgreSQL 13 would hash new passwords with md5.
     "password_encryption": "scram-sha-256",
+    # The online move decodes the sources' WAL (logical replication slots), several services at once.
+    "wal_level": "logical",
+    "max_replication_slots": "40",
+    "max_wal_senders": "40",
 }
 
 
