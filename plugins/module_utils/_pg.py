@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import traceback
 
-__all__ = ["HAS_PSYCOPG2", "PSYCOPG2_IMPORT_ERROR", "extensions", "pg_errors", "psycopg2", "sql"]
+__all__ = ["HAS_PSYCOPG2", "PSYCOPG2_IMPORT_ERROR", "extensions", "extras", "pg_errors", "psycopg2", "sql"]
 
 try:
     import psycopg2
     import psycopg2.errors as pg_errors
+    import psycopg2.extras as extras
     from psycopg2 import extensions, sql
 except ImportError:
     HAS_PSYCOPG2 = False
     PSYCOPG2_IMPORT_ERROR: str | None = traceback.format_exc()
-    psycopg2 = sql = extensions = pg_errors = None
+    psycopg2 = sql = extensions = extras = pg_errors = None
 else:
     HAS_PSYCOPG2 = True
     PSYCOPG2_IMPORT_ERROR = None

@@ -158,12 +158,15 @@ def _cause(message: str) -> str:
     return "the server refused the connection"
 
 
-def connect(params: ConnectionParams, database: str, autocommit: bool = True):
-    """Open a psycopg2 connection or raise ConnectionFailed naming host, port, user and database."""
+def connect(params: ConnectionParams, database: str, autocommit: bool = True, factory=None, **settings):
+    """Open a psycopg2 connection or raise ConnectionFailed naming host, port, user and database; ``factory``:
+    psycopg2's ``connection_factory``, ``settings``: more libpq keywords (the online move's replication
+    connections)."""
     try:
-        conn = psycopg2.connect(**params.libpq_kwargs(database))
+        conn = psycopg2.connect(**{**params.libpq_kwargs(database), **settings}, connection_factory=factory)
     except psycopg2.Error as exc:
         detail = scrub(str(exc).strip(), params.secrets())
         raise ConnectionFailed(f"Cannot connect to {params.describe(database)}: {_cause(detail)}: {detail}") from None
-    conn.autocommit = autocommit
+    if factory is None:  # a replication connection is always in autocommit
+        conn.autocommit = autocommit
     return conn

@@ -122,6 +122,26 @@ options:
         still write; applications do not do that.
     type: bool
     default: false
+  online:
+    description:
+      - The online move, for a copy made while the services keep writing to the source
+        (C(docs/db_to_schema.md), "Online move").
+      - V(live) makes a publication of the source's tables and a logical replication slot (plugin C(pgoutput); the
+        server needs C(wal_level=logical) and the login role REPLICATION), copies from the snapshot the slot
+        exports (verified against it like any copy), builds constraints and indexes, then applies the changes the
+        slot decoded since, in commit order, one source transaction as one target transaction. Nothing is
+        published. A re-run finds the live copy and applies what came since; a copy killed before it was made is
+        started again.
+      - V(switch) is the short window, with the services stopped: it freezes the source (as O(freeze_source)),
+        applies the rest up to the source's WAL position after the freeze, refuses when the source's structure
+        changed during the live phase, compares the rows changed since the snapshot and every table's row count,
+        sets the sequences, publishes, and drops the slot and the publication. It needs a live copy.
+      - Every way out drops the slot and the publication; a failure drops the live copy too. O(state=absent)
+        drops what a killed move left.
+      - V(off) is the offline copy.
+    type: str
+    default: "off"
+    choices: ["off", live, switch]
   if_target_exists:
     description:
       - What to do when O(target_schema) exists, holds objects and is not a recorded copy of this source.
@@ -258,6 +278,28 @@ tables:
   type: list
   elements: dict
   sample: [{name: certificates, rows: 1200, bytes: 3358720, seconds: 0.41, verified: true}]
+online:
+  description:
+    - Where the online move is (O(online)) and what this run applied.
+    - C(phase) is C(live) once the copy is made (C(copying) before); C(applied_lsn) the end of the last source
+      transaction applied; C(applied) this run's C(transactions), C(changes), C(skipped) (applied before a
+      kill), C(seconds) and C(lag_bytes) (the source's WAL written since, not applied yet); C(rows_checked) the
+      rows the switch compared; C(published) true after the switch.
+  returned: when O(online) is V(live) or V(switch) and a copy was made or applied (without O(services); there,
+    in each entry of RV(results))
+  type: dict
+  sample:
+    mode: live
+    slot: lamassu_move_16384_ca
+    publication: lamassu_move_16384_ca
+    phase: live
+    consistent_lsn: 0/1A2B3C8
+    applied_lsn: 0/1B00F10
+    transactions: 1520
+    changes: 3040
+    applied: {transactions: 1520, changes: 3040, skipped: 0, seconds: 1.9, applied_lsn: 0/1B00F10, lag_bytes: 0}
+    rows_checked: null
+    published: false
 duration_s:
   description: Wall time of the run in seconds.
   returned: always
@@ -361,6 +403,7 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils import python_
 
 # isort: split
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.command import run_module_params
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.request import ONLINE_CHOICES
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.verify import VERIFY_MODES
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import DEFAULT_DATABASE
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.module import ModuleContext, run_module
@@ -385,6 +428,7 @@ def argument_spec() -> dict:
         "progress_file": {"type": "path"},
         "owner": {"type": "str"},
         "service_role": {"type": "raw"},
+        "online": {"type": "str", "default": "off", "choices": list(ONLINE_CHOICES)},
     }
 
 

@@ -25,6 +25,7 @@ SHARED = (
     "discard_changes",
     "accept_source_changes",
     "owner",
+    "online",
 )
 
 

@@ -23,11 +23,12 @@ from ..connection import ConnectionParams, connect
 from ..errors import ConnectionFailed, InvalidInput, LamassuError, OperationFailed
 from ..service_results import combined, failed_among
 from ..session import Session
-from . import access, ddl, freeze, removal, snapshot, source_changes, target
+from . import access, ddl, freeze, online, removal, snapshot, source_changes, switch_verify, target
+from .apply import Applier
 from .catalog_model import SourceCatalog
 from .hooks import Hooks
 from .journal import CopyRecord, Journal
-from .phases import DATA, DDL, DROP_SOURCE, FINAL, FREEZE, PHASES, PLAN, PUBLISH, SNAPSHOT, VERIFY, runs
+from .phases import APPLY, DATA, DDL, DROP_SOURCE, FINAL, FREEZE, PUBLISH, SNAPSHOT, VERIFY, phases_of
 from .progress import progress_for
 from .request import REMEDY, TABLE_RESULT_KEYS, CopyJob, CopyRequest, TableOutcome, database_exists
 from .scheduler import Scheduler, start_load
@@ -47,11 +48,14 @@ class _Run:
     source: Snapshot | None = None
     search_path: sql.Composable | None = None
     outcomes: list[TableOutcome] | None = None
+    move: online.LiveMove | None = None  # the online move's row in the journal
+    replication: object = None  # the online move's replication connection, which exported the snapshot
 
     def close_snapshot(self) -> None:
-        if self.coordinator is not None:
-            self.coordinator.close()
-            self.coordinator = None
+        for conn in (self.coordinator, self.replication):
+            if conn is not None:
+                conn.close()
+        self.coordinator = self.replication = None
 
 
 class Engine:
@@ -98,6 +102,8 @@ class Engine:
         source_exists = database_exists(session, req.source_database)
         job.source_owner = access.database_owner(session, req.source_database) if source_exists else None
         job.before = removal.found(session, record, req.source_database, source_exists)
+        if req.online != "off":
+            job.move_name = online.names(session, req.target)
         if record:
             job.source_changes = removal.source_changes_since(job, record.source_stats) if source_exists else None
             if not (job.source_changes and req.if_target_exists == "replace"):
@@ -119,15 +125,43 @@ class Engine:
         needed = target.extensions_needed(job, session, catalog)
         result = self._plan_result(session, catalog, existing, replace, needed) if job.check_mode else None
         journal.ensure()
-        target.drop_leftovers(job, session)
-        outcomes, catalog = self._phases(_Run(session, journal, catalog, needed))
+        run = _Run(session, journal, catalog, needed)
+        resume = self._online_start(run) if req.online != "off" else False
+        if not resume:
+            target.drop_leftovers(job, session)
+        outcomes, catalog = self._phases(run, resume)
         if result is not None:
             return result
-        return job.result(True, catalog.goose_version, [o.result() for o in outcomes])
+        result = job.result(True, catalog.goose_version, [o.result() for o in outcomes])
+        if run.move is not None:
+            result["online"] = job.online_result(run.move)
+        return result
 
-    def _phases(self, run: _Run) -> tuple[list[TableOutcome], SourceCatalog]:
-        """The phases after the plan, in the order of ``phases.PHASES``. Check mode rehearses the same list on the
-        dry-run session: no snapshot (the plan's catalog stands in for it), the data phase as its statements."""
+    def _online_start(self, run: _Run) -> bool:
+        """Whether the live copy of an earlier run is there to go on with (``live`` resumes it, ``switch`` needs
+        it); leftovers of a live copy that cannot go on (killed while copying, its slot gone) are dropped."""
+        job, req, session = self.job, self.request, run.session
+        online.ensure(session)
+        move = online.read(session, req.target)
+        usable = move is not None and move.phase == online.LIVE and online.slot_exists(session, move.slot)
+        if usable:
+            run.move = move
+            job.log(f"found the live copy of an earlier run (applied up to {move.applied_lsn})")
+            return True
+        if req.online == "switch":
+            raise InvalidInput(
+                f"No live copy of {req.source_database!r} into schema {req.target!r} to switch to"
+                + (f" (the one recorded is {move.phase}, its slot {move.slot} is gone)" if move else "")
+                + ": run the live phase first (online=live)"
+            )
+        if move is not None and not job.check_mode:
+            job.log(f"dropping the unfinished live copy of an earlier run (slot {move.slot})")
+            online.forget(job, session, move.slot)
+        return False
+
+    def _phases(self, run: _Run, resume: bool = False) -> tuple[list[TableOutcome], SourceCatalog]:
+        """The phases after the plan, in the order of ``phases.phases_of``. Check mode rehearses the same list on
+        the dry-run session: no snapshot (the plan's catalog stands in for it), the data phase as its statements."""
         job = self.job
         steps = {
             FREEZE: self._freeze,
@@ -138,18 +172,20 @@ class Engine:
             FINAL: self._final,
             PUBLISH: self._publish,
             DROP_SOURCE: self._drop_source,
+            APPLY: self._apply,
         }
         try:
             try:
-                for phase in PHASES[PHASES.index(PLAN) + 1 :]:
-                    if runs(phase, self.request):
-                        job.phase = phase
-                        steps[phase](run)
+                for phase in phases_of(self.request, resume):
+                    job.phase = phase
+                    steps[phase](run)
             finally:
                 run.close_snapshot()
         except BaseException:
             if self.locked and job.phase not in (FREEZE, DROP_SOURCE):  # a staging schema may be left
                 target.cleanup(job, run.session)
+            if self.locked and self.request.online != "off" and not job.check_mode:
+                online.forget(job, run.session, job.move_name)  # never a slot left behind by a failure
             raise
         return run.outcomes, run.catalog
 
@@ -161,15 +197,31 @@ class Engine:
         job, req = self.job, self.request
         run.started_at = run.session.fetch_value("SELECT now()::text")
         if job.check_mode:
+            if req.online == "live":
+                online.rehearse(job, run.session, job.move_name, [t.name for t in run.catalog.tables])
             return
+        imported = self._make_slot(run) if req.online == "live" else None
         run.coordinator = job.open_source("snapshot")
-        run.source = snapshot.take(job, run.coordinator)
+        run.source = snapshot.take(job, run.coordinator, imported)
         run.catalog = catalog = run.source.catalog
         total_bytes = sum(t.bytes for t in catalog.tables)
         job.progress.plan(len(catalog.tables), total_bytes)
         job.log(
             f"copying {len(catalog.tables)} tables ({total_bytes / 1e6:.1f} MB) with {req.jobs} jobs, verify={req.verify}"
         )
+
+    def _make_slot(self, run: _Run) -> str:
+        """The online move's publication and slot; returns the name of the snapshot the slot exported."""
+        job, req = self.job, self.request
+        name = job.move_name
+        run.move = online.LiveMove(req.target, req.source_database, name, name, online.COPYING, "0/0", "0/0")
+        online.begin(run.session, run.move)  # first: a kill from here on leaves a row that names the slot
+        tables = [t.name for t in run.catalog.tables]
+        run.replication, lsn, exported = online.create_slot(job, job.move_name, tables)
+        online.slot_made(run.session, req.target, lsn)
+        run.move.consistent_lsn = run.move.applied_lsn = lsn
+        job.log(f"slot {job.move_name} made at {lsn}: copying from its snapshot while the services run")
+        return exported
 
     def _ddl(self, run: _Run) -> None:
         self.job.hooks.pause("ddl")
@@ -184,6 +236,9 @@ class Engine:
         run.outcomes = Scheduler(job, run.source, run.search_path).run()
 
     def _verify(self, run: _Run) -> None:
+        if self.request.online == "switch":
+            self._verify_changes(run)
+            return
         problems = [o.problem for o in run.outcomes if o.problem]
         if problems:
             raise OperationFailed(
@@ -192,9 +247,84 @@ class Engine:
                 self.job.partial(),
             )
 
+    def _apply(self, run: _Run) -> None:
+        job, req = self.job, self.request
+        if req.online == "switch":
+            self._switch_catalog(run)
+        elif run.move.phase == online.COPYING:  # the live copy is made and verified: from now on a re-run applies
+            run.close_snapshot()
+            run.move.structure = online.structure_digest(run.catalog)
+            run.move.tables = [{**o.result(), "checksum": o.checksum} for o in run.outcomes]
+            run.move.source_stats = job.source_stats
+            online.copied(run.session, run.move)
+        else:
+            run.outcomes = recorded_outcomes(run.move)
+        if job.check_mode:
+            job.queries.append(online.start_statement(job.move_name))
+            return
+        columns = {t.name: [c.name for c in t.columns if not c.generated] for t in run.catalog.tables}
+        goal = online.source_position(job) if req.online == "switch" else None
+        job.applied = Applier(job, run.move, columns).catch_up(goal)
+        job.log(
+            f"applied {job.applied.transactions} transactions ({job.applied.changes} changes) in "
+            f"{job.applied.seconds:.1f} s, up to {job.applied.applied_lsn}; lag {job.applied.lag_bytes} bytes"
+        )
+
+    def _switch_catalog(self, run: _Run) -> None:
+        """The switch, the source frozen: its catalog read again (the sequences as they are now) and compared
+        with the one the live copy was made from; the live copy's tables as the outcomes to publish."""
+        job, req = self.job, self.request
+        run.started_at = run.move.started_at
+        run.outcomes = recorded_outcomes(run.move)
+        if not job.check_mode:
+            run.catalog = snapshot.plan_catalog(job)  # after the freeze: the sequences as the switch leaves them
+        run.search_path = target.search_path(job, run.session, run.catalog, run.needed)
+        run.session.execute(run.search_path)
+        if job.check_mode:
+            return
+        structure = online.structure_digest(run.catalog)
+        if structure != run.move.structure:
+            raise OperationFailed(
+                f"The structure of source database {req.source_database!r} changed during the live copy (its "
+                "tables, columns, constraints, indexes, types, views or sequences differ from the copy's): nothing "
+                "was published and the slot is dropped. Run the live phase again (it copies anew), or move offline",
+                job.partial(),
+            )
+        conn = job.open_source("stats")
+        try:
+            job.source_stats = source_changes.read(Session(conn, []), req.source_schema)
+        finally:
+            conn.close()
+
+    def _verify_changes(self, run: _Run) -> None:
+        """The switch's verification: the rows changed since the snapshot, and every table's row count."""
+        job, req = self.job, self.request
+        if job.check_mode:
+            return
+        conn = job.open_source("verify")
+        try:
+            keys = switch_verify.touched(run.session, req.target)
+            checked = switch_verify.compare(run.catalog, Session(conn, []), run.session, job.staging, keys)
+        finally:
+            conn.close()
+        if checked["problems"]:
+            raise OperationFailed(
+                "Verification of the switch failed, nothing was published and the source is untouched: "
+                + "; ".join(checked["problems"]),
+                job.partial(),
+            )
+        for outcome in run.outcomes:
+            outcome.rows = checked["counts"].get(outcome.name, outcome.rows)
+        job.switch_checked = checked["rows_checked"]
+
     def _final(self, run: _Run) -> None:
         self.job.hooks.pause("final")
         session, staging = run.session, self.job.staging
+        if self.request.online == "switch":
+            with transaction(session.conn):  # the rest was made by the live phase
+                for statement in ddl.sequence_values(run.catalog, staging):
+                    session.execute(statement, what="sequence values")
+            return
         owner, acl = access.published(self.request.owner, run.catalog, self.job.source_owner)
         with transaction(session.conn):
             session.execute(run.search_path)
@@ -209,6 +339,8 @@ class Engine:
         job = self.job
         target.publish(job, run.session, run.journal, run.catalog, run.outcomes, run.started_at)
         run.close_snapshot()  # before drop_source, which refuses while a session is connected to the source
+        if run.move is not None:
+            online.finish(job, run.session, job.move_name)
         if not job.check_mode:
             job.source_changes = []  # this run's copy holds what the source holds
             job.log(f"published in {job.elapsed():.1f} s")
@@ -244,6 +376,8 @@ class Engine:
                 removal.drop_source(job, session, journal, job.source_changes)  # read once, above
         else:
             job.source_dropped = True
+        if req.online != "off" and source_exists and removal.drop_move(job, session):
+            changed = True  # a switch killed after its publish left them
         job.service_role = access.recorded_service_role(session, req, job.source_owner)
         if access.repair(session, job.service_role, req.target_database, req.target):
             changed = True
@@ -296,6 +430,13 @@ class Engine:
             for statement in ddl.table_post_data(table, job.staging):
                 run.session.execute(statement)
         return [TableOutcome(t.name, t.estimated_rows, t.bytes, 0.0, False) for t in catalog.tables]
+
+
+def recorded_outcomes(move: online.LiveMove) -> list[TableOutcome]:
+    return [
+        TableOutcome(t["name"], t["rows"], t["bytes"], t["seconds"], t["verified"], t.get("checksum"))
+        for t in move.tables or []
+    ]
 
 
 def run_copy(

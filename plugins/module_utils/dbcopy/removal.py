@@ -11,7 +11,7 @@ from .._compat import transaction
 from .._pg import sql
 from ..errors import Fix, InvalidInput, OperationFailed
 from ..session import Session
-from . import freeze, source_changes, verify
+from . import freeze, online, source_changes, verify
 from .catalog import read_catalog
 from .journal import CopyRecord, Journal
 from .phases import COMPARE, DROP_SOURCE
@@ -52,9 +52,21 @@ def absent(job: CopyJob, session: Session) -> dict:
     if leftovers:
         drop_leftovers(job, session)
         changed = True
+    changed = drop_move(job, session) or changed
     changed = freeze.thaw(session, journal, req.source_database) or changed
     job.frozen = False
     return job.result(changed, record.goose_version if record else None)
+
+
+def drop_move(job: CopyJob, session: Session) -> bool:
+    """The online move's slot, publication and journal row, whatever state the move was left in."""
+    if not database_exists(session, job.request.source_database):
+        return False
+    name = job.move_name or online.names(session, job.request.target)
+    if online.finish(job, session, name):
+        job.log(f"dropped the online move's slot and publication {name}")
+        return True
+    return False
 
 
 def drop_source(job: CopyJob, session: Session, journal: Journal, changes: list[str]) -> None:

@@ -28,6 +28,7 @@ LOCK_RETRY_SECONDS = 5
 REMEDY = "copy it again with if_target_exists=replace, or accept losing those writes with accept_source_changes=true"
 RECOPY = Fix("if_target_exists", "replace", "copies the source database again, with the writes made after its copy")
 TABLE_RESULT_KEYS = ("name", "rows", "bytes", "seconds", "verified")
+ONLINE_CHOICES = ("off", "live", "switch")
 
 
 def staging_name(target_schema: str) -> str:
@@ -56,6 +57,7 @@ class CopyRequest:
     accept_source_changes: bool = False
     owner: str | None = None  # of the published schema; None: the source schema's
     service_role: str | None = None  # the service's login role; None: read from the source
+    online: str = "off"  # off | live | switch (online.py)
 
     @property
     def target(self) -> str:
@@ -83,6 +85,10 @@ class CopyRequest:
             raise InvalidInput(f"verify must be one of {', '.join(verify.VERIFY_MODES)}")
         if self.drop_source and self.verify == "none":
             raise InvalidInput("drop_source needs a verified copy: use verify=count or verify=checksum")
+        if self.online not in ONLINE_CHOICES:
+            raise InvalidInput(f"online must be one of {', '.join(ONLINE_CHOICES)}, not {self.online!r}")
+        if self.online == "live" and self.drop_source:
+            raise InvalidInput("drop_source needs the published copy: use it with online=switch, not online=live")
         if self.discard_changes and self.state != "absent" and self.if_target_exists != "replace":
             raise InvalidInput("discard_changes only applies to state=absent or if_target_exists=replace")
 
@@ -134,6 +140,9 @@ class CopyJob:
         self.source_changes: list[str] | None = None  # since the recorded copy; None while not known
         self.source_owner: str | None = None  # the owner of the source database, once read
         self.service_role: str | None = None  # the service's login role (``access``), once decided
+        self.move_name: str | None = None  # the online move's slot and publication (``online``)
+        self.applied = None  # what the online move's apply did in this run (``apply.Applied``)
+        self.switch_checked: int | None = None  # rows changed during the live phase that the switch compared
 
     @property
     def phase(self) -> str:
@@ -161,6 +170,16 @@ class CopyJob:
 
     def log(self, message: str) -> None:
         self._log_to(f"db_to_schema {self.route}: {message}")
+
+    def online_result(self, move) -> dict:
+        """The ``online`` key of the result: where the online move is and what this run applied."""
+        return {
+            "mode": self.request.online,
+            **move.summary(),
+            "applied": self.applied.result() if self.applied else None,
+            "rows_checked": self.switch_checked,
+            "published": self.request.online == "switch",
+        }
 
     def open_reader(self, database: str, role: str):
         """A read-only, repeatable-read connection with the copy's session settings."""

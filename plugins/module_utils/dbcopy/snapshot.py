@@ -54,13 +54,17 @@ def refuse_unsupported(catalog: SourceCatalog) -> None:
         )
 
 
-def take(job: CopyJob, coordinator) -> Snapshot:
-    """Export the snapshot on ``coordinator``, which holds it (and the source tables' locks) until it closes.
+def take(job: CopyJob, coordinator, imported: str | None = None) -> Snapshot:
+    """Export the snapshot on ``coordinator``, which holds it (and the source tables' locks) until it closes;
+    ``imported``: the snapshot (of a replication slot, the online move) that ``coordinator`` takes as its own.
 
     Sets ``job.source_stats``: the source's counters, read by the first statement, which also takes the snapshot.
     """
     req = job.request
     source = Session(coordinator, [])
+    if imported:
+        with coordinator.cursor() as cur:
+            cur.execute("SET TRANSACTION SNAPSHOT %s", (imported,))
     job.source_stats = source_changes.read(source, req.source_schema)
     catalog = read_catalog(source, req.source_database, req.source_schema)
     refuse_unsupported(catalog)

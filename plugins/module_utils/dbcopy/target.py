@@ -209,15 +209,15 @@ def create_staging(job: CopyJob, session: Session, catalog: SourceCatalog, neede
                 ),
                 what=f"extension {name}",
             )
-    search_path = _search_path(job, session, catalog, needed)
+    path = search_path(job, session, catalog, needed)
     with transaction(session.conn):
-        session.execute(search_path)
+        session.execute(path)
         for statement in ddl.pre_data(catalog, job.staging):
             session.execute(statement, what="structure")
-    return search_path
+    return path
 
 
-def _search_path(job: CopyJob, session: Session, catalog: SourceCatalog, needed) -> sql.Composable:
+def search_path(job: CopyJob, session: Session, catalog: SourceCatalog, needed) -> sql.Composable:
     """The reading path of the source (``catalog.reading_path``) translated to the target database."""
     where = {**dict(needed), **extension_schemas(session)}  # ``needed`` ones exist by now, unless in check mode
     translated = []

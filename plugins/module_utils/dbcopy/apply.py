@@ -1,0 +1,185 @@
+# Copyright (c) 2026 Lamassu IoT contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The online move's apply loop: the slot's changes into the staging schema, in commit order.
+
+One source transaction is one target transaction, which also records the transaction's end LSN (``applied_lsn``
+of the journal's online row) and the keys of the rows it touched; the slot is told (``send_feedback``) only after
+that commit. A transaction whose end is not after ``applied_lsn`` was applied before a kill: it is skipped.
+
+``catch_up(goal)`` returns once every source transaction that ends at or before ``goal`` is applied: a goal of
+``None`` is the source's WAL position when the call starts (the live phase: the services keep writing), the
+switch gives the position read after the freeze. When the stream is idle the loop asks the server where its
+decoding is (a keepalive requested with ``reply``): past the goal with no transaction open means done.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import time
+from dataclasses import dataclass, field
+
+from .._pg import extras
+from ..connection import connect
+from ..errors import OperationFailed
+from ..session import Session
+from . import change_sql, online, pgoutput
+from .stream import prepare_session
+
+IDLE_POLL_SECONDS = 0.2
+KEYS_PER_STATEMENT = 1000
+
+
+@dataclass
+class Applied:
+    """What one catch-up did."""
+
+    transactions: int = 0
+    changes: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    applied_lsn: str = "0/0"
+    lag_bytes: int = 0
+    tables: dict = field(default_factory=dict)  # table -> changes applied
+
+    def result(self) -> dict:
+        return {
+            "transactions": self.transactions,
+            "changes": self.changes,
+            "skipped": self.skipped,
+            "seconds": round(self.seconds, 3),
+            "applied_lsn": self.applied_lsn,
+            "lag_bytes": self.lag_bytes,
+        }
+
+
+class Applier:
+    """Applies the slot of ``move`` to ``job.staging``; ``columns`` maps each copied table to its column names,
+    so a relation whose columns changed in the source (a structure change) stops the apply, naming it."""
+
+    def __init__(self, job, move: online.LiveMove, columns: dict[str, list[str]]):
+        self.job = job
+        self.move = move
+        self.columns = columns
+        self.applied = pgoutput.lsn_to_int(move.applied_lsn)
+
+    def catch_up(self, goal: int | None = None) -> Applied:
+        job = self.job
+        started = time.monotonic()
+        done = Applied(applied_lsn=self.move.applied_lsn)
+        stream = online.open_replication(job, "apply")
+        target = connect(job.params, job.request.target_database, autocommit=False)
+        try:
+            prepare_session(target, f"{job.application} apply")
+            if goal is None:
+                goal = online.source_position(job)
+            cur = stream.cursor()
+            cur.start_replication(
+                slot_name=self.move.slot,
+                decode=False,
+                options={"proto_version": "1", "publication_names": self.move.publication},
+            )
+            self._loop(cur, target, goal, done)
+            done.lag_bytes = max(0, online.source_position(job) - self.applied)
+        finally:
+            target.close()
+            stream.close()
+        done.seconds = time.monotonic() - started
+        done.applied_lsn = pgoutput.int_to_lsn(self.applied)
+        self.move.applied_lsn = done.applied_lsn
+        return done
+
+    def _loop(self, cur, target, goal: int, done: Applied) -> None:
+        transactions = pgoutput.Transactions()
+        asked = 0.0
+        while self.applied < goal:
+            message = cur.read_message()
+            if message is None:
+                if not transactions.in_transaction and cur.wal_end and cur.wal_end >= goal:
+                    # Decoding is past the goal and no transaction is open: nothing before the goal is left.
+                    self.applied = max(self.applied, goal)
+                    break
+                if time.monotonic() - asked > IDLE_POLL_SECONDS:
+                    cur.send_feedback(flush_lsn=self.applied, reply=True)
+                    asked = time.monotonic()
+                select.select([cur.connection], [], [], IDLE_POLL_SECONDS)
+                continue
+            tx = transactions.feed(message.payload, message.data_start)
+            if tx is None:
+                continue
+            if tx.commit.end_lsn <= self.applied:
+                done.skipped += 1
+            else:
+                self._apply(target, tx, done)
+            cur.send_feedback(flush_lsn=self.applied)
+
+    def _apply(self, target, tx, done: Applied) -> None:
+        job = self.job
+        session = Session(target, [])
+        keys: dict[str, set] = {}
+        with target.cursor() as cur:
+            for change in tx.changes:
+                relation = change.relations if isinstance(change, pgoutput.Truncate) else change.relation
+                self._check(relation)
+                statement, params = change_sql.statement(change, relation, job.staging)
+                cur.execute(statement, params)
+                for name, key in touched(change, relation):
+                    keys.setdefault(name, set()).add(key)
+            for name, table_keys in keys.items():
+                extras.execute_values(
+                    cur,
+                    online.compose(
+                        "INSERT INTO {schema}.{rows} (target_schema, table_name, key) VALUES %s ON CONFLICT DO NOTHING"
+                    ).as_string(target),
+                    [(job.request.target, name, key) for key in sorted(table_keys)],
+                    page_size=KEYS_PER_STATEMENT,
+                )
+            end = pgoutput.int_to_lsn(tx.commit.end_lsn)
+            session.execute(
+                online.compose(
+                    """UPDATE {schema}.{online} SET applied_lsn = %s, transactions = transactions + 1,
+                       changes = changes + %s, applied_at = now() WHERE target_schema = %s"""
+                ),
+                (end, len(tx.changes), job.request.target),
+            )
+        job.hooks.pause("apply")
+        target.commit()
+        self.applied = tx.commit.end_lsn
+        self.move.transactions += 1
+        self.move.changes += len(tx.changes)
+        done.transactions += 1
+        done.changes += len(tx.changes)
+
+    def _check(self, relation) -> None:
+        if isinstance(relation, tuple):  # a truncate names several
+            for one in relation:
+                self._check(one)
+            return
+        if relation.namespace != self.job.request.source_schema or relation.name not in self.columns:
+            raise structure_changed(self.job, f"a change came for table {relation.namespace}.{relation.name}")
+        columns = [c.name for c in relation.columns]
+        if columns != self.columns[relation.name]:
+            raise structure_changed(
+                self.job,
+                f"the columns of table {relation.name} are now {', '.join(columns)} "
+                f"(copied: {', '.join(self.columns[relation.name])})",
+            )
+
+
+def touched(change, relation) -> list[tuple[str, str]]:
+    """(table, key) of the rows a change touches, the key as JSON of its columns and text values: an update that
+    changed its key touches two rows. A truncate touches none by key (the switch counts every table's rows)."""
+    if isinstance(change, pgoutput.Truncate):
+        return []
+    columns = [c.name for c in relation.key_columns]
+    keys = [change_sql.key_values(change, relation)]
+    if isinstance(change, pgoutput.Update) and change.old is not None:
+        keys.append(change_sql.key_values(pgoutput.Delete(change.relation_oid, change.old, relation), relation))
+    return [(relation.name, json.dumps([columns, list(key)])) for key in keys]
+
+
+def structure_changed(job, why: str) -> OperationFailed:
+    return OperationFailed(
+        f"The structure of source database {job.request.source_database!r} changed during the live copy ({why}): "
+        "nothing was published. Copy it again (a new run of the live phase starts over), or move it offline"
+    )
