@@ -19,6 +19,8 @@ COLLECTION_VERSION = "0.1.0"
 # publications (in each source database) start with this prefix; the table of its live copies is in the journal.
 MOVE_PREFIX = "lamassu_move_"
 ONLINE_TABLE = "db_to_schema_online"
+# How the legacy databases are copied: with the services stopped (offline) or while they run (online).
+MOVE_MODES: tuple[str, ...] = ("offline", "online")
 
 
 def move_slot_name(target_database_oid: int, schema: str) -> str:
