@@ -14,9 +14,12 @@ from dataclasses import MISSING, dataclass, field, fields
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from .errors import InvalidInput
+from .lamassu import MOVE_MODES
 
-# The steps of upgrade.yml, in their order.
-STEPS = ("lock", "preflight", "stop", "copy", "migrate", "cutover", "login_check", "start")
+# The steps of upgrade.yml, in their order: ``copy`` (offline) or ``live`` and ``switch`` (online: the copy runs
+# while the services run, the switch applies the last changes once they are stopped).
+STEPS = ("lock", "preflight", "live", "stop", "copy", "switch", "migrate", "cutover", "login_check", "start")
+
 # A copy in the background has no time limit of its own: Ansible's async limit is then a day.
 BACKGROUND_SECONDS = 86400
 PROGRESS_FILE = "{dir}/lamassu-db-to-schema-{host}-{database}-{service}.json"
@@ -42,6 +45,8 @@ class RunChoices:
     controller_problems: tuple[str, ...] = ()
     # The connection's TLS files missing on the host: option -> path.
     tls_missing: dict = field(default_factory=dict)
+    # How the legacy databases are copied (lamassu_move_mode): with the services stopped, or while they run.
+    move_mode: str = field(default="offline", metadata={"choices": MOVE_MODES})
 
     @classmethod
     def from_option(cls, option: dict | None) -> RunChoices:
@@ -75,6 +80,8 @@ def _option() -> dict:
         spec[choice.name] = {"type": kind, "default": list(default) if kind == "list" else default}
         if kind == "list":
             spec[choice.name]["elements"] = "str"
+        if "choices" in choice.metadata:
+            spec[choice.name]["choices"] = list(choice.metadata["choices"])
     return spec
 
 
@@ -114,24 +121,30 @@ def tls_problem(host: str, missing: dict) -> list[str]:
     return [f"TLS file(s) of the connection missing on {host}: {files}"]
 
 
-def problem_entries(problems: list, choices: RunChoices) -> list[dict]:
-    """Every problem as ``{msg, fix}``: the host's (with the module option that gets past it, when one does), then
-    the controller's and the missing TLS files."""
+def problem_entries(problems: list, choices: RunChoices, online: list[dict] = ()) -> list[dict]:
+    """Every problem as ``{msg, fix}``: the host's (with the module option that gets past it, when one does), what
+    keeps the online move from running (``online``, already ``{msg, fix}``), then the controller's and the missing
+    TLS files."""
     host_side = [{"msg": str(p), "fix": getattr(p, "fix", None)} for p in problems]
     other = [*choices.controller_problems, *tls_problem(choices.host, choices.tls_missing)]
-    return host_side + [{"msg": text, "fix": None} for text in other]
+    return host_side + list(online) + [{"msg": text, "fix": None} for text in other]
 
 
 def plan(info: dict, choices: RunChoices, check_mode: bool, migrations_given: bool, database: str) -> dict:
-    """The plan of a host the info module read (``info`` is its result)."""
-    problems = problem_entries(info["problems"], choices)
-    done = info["upgrade_done"] and not problems and choices.cutover_target == "none" and not choices.start_services
+    """The plan of a host the info module read (``info`` is its result). Online, with services still to copy, what
+    keeps the online move from running (``online.problems`` of info) is a problem of the plan too."""
     legacy = info["phases"]["legacy"]
+    online = choices.move_mode == "online"
+    online_problems = (info.get("online") or {}).get("problems", []) if online and legacy else []
+    problems = problem_entries(info["problems"], choices, online_problems)
+    done = info["upgrade_done"] and not problems and choices.cutover_target == "none" and not choices.start_services
     runs = {
         "lock": not done,
         "preflight": not done,
+        "live": not done and online,
         "stop": not done and bool(legacy),
-        "copy": not done,
+        "copy": not done and not online,
+        "switch": not done and online,
         "migrate": not done and migrations_given and not (check_mode and legacy),
         "cutover": not done,
         "login_check": not done and not check_mode and choices.login_check,

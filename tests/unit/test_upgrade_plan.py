@@ -166,3 +166,33 @@ def test_the_module_option_is_the_choices_with_their_defaults():
     assert OPTION["async_threshold_mb"] == {"type": "float", "default": 512}
     assert OPTION["controller_problems"] == {"type": "list", "elements": "str", "default": []}
     assert RunChoices.from_option({k: v["default"] for k, v in OPTION.items()}) == RunChoices()
+
+
+ONLINE_PROBLEM = {
+    "msg": "wal_level is 'replica': ... ALTER SYSTEM SET wal_level = logical ...",
+    "fix": {"option": "move_mode", "value": "offline", "why": "the services stay stopped for the whole copy"},
+}
+
+
+def test_online_the_copy_runs_live_before_the_stop_and_the_switch_after_it():
+    got = plan(info(), RunChoices(move_mode="online"), False, True, "lamassu")
+    assert got["steps"] == ["lock", "preflight", "live", "stop", "switch", "migrate", "cutover", "login_check"]
+    assert got["copies"]["foreground"] == ["ca", "kms", "va"]  # the live copies
+
+
+def test_online_what_keeps_the_online_move_from_running_stops_the_preflight():
+    reading = {**info(), "online": {"mode": "online", "ready": False, "problems": [ONLINE_PROBLEM]}}
+    got = plan(reading, RunChoices(move_mode="online", controller_problems=("report dir",)), False, True, "lamassu")
+    assert got["problems"] == [ONLINE_PROBLEM, {"msg": "report dir", "fix": None}]
+    # offline, or with nothing left to copy, they are only facts
+    assert plan(reading, RunChoices(), False, True, "lamassu")["problems"] == []
+    nothing_left = {**info(legacy=(), done=True), "online": reading["online"]}
+    got = plan(nothing_left, RunChoices(move_mode="online"), False, True, "lamassu")
+    assert got["problems"] == [] and got["done"] is True
+
+
+def test_an_unknown_move_mode_is_refused():
+    with pytest.raises(InvalidInput) as refused:
+        RunChoices.from_option({"move_mode": "hot"})
+    assert "move_mode" in str(refused.value)
+    assert OPTION["move_mode"] == {"type": "str", "default": "offline", "choices": ["offline", "online"]}
