@@ -13,6 +13,7 @@ import os
 import shutil
 
 from . import info_rules as rules
+from . import online_checks
 from ._compat import zip_strict
 from ._pg import psycopg2
 from .connection import ConnectionParams, connect
@@ -178,6 +179,7 @@ def read_legacy(params: ConnectionParams, facts: rules.LegacyFacts) -> None:
         facts.tables = read_tables(session, SOURCE_SCHEMA)
         facts.stats = source_changes.read(session, SOURCE_SCHEMA)
         facts.goose_owner = goose_table_owner(session, SOURCE_SCHEMA)
+        facts.online = online_checks.read_source(session, facts.database, SOURCE_SCHEMA)
         store = VersionStore(session, SOURCE_SCHEMA, GOOSE_TABLE)
         if store.exists():
             facts.history = store.read()
@@ -237,6 +239,7 @@ def gather(params: ConnectionParams, request: rules.InfoRequest) -> dict:
         if unified.exists:
             unified.can_create = bool(databases[request.database][3])
         data_directory = server.data_directory
+        replication = online_checks.read_server(maintenance, request.database)
     except psycopg2.Error as exc:
         raise OperationFailed(f"Reading the server facts failed: {str(exc).strip()}") from None
     finally:
@@ -272,6 +275,11 @@ def gather(params: ConnectionParams, request: rules.InfoRequest) -> dict:
     to_copy = sum(legacy[s].size_bytes or 0 for s in request.services if phases[s] == "legacy" and legacy[s].exists)
     disk = measure_disk(params, data_directory, to_copy, request.disk_margin)
     problems, warnings = rules.assess(request, server, legacy, unified, phases, migrations, disk, others)
+    to_move = [s for s in request.services if phases[s] == "legacy" and legacy[s].exists]
+    sources = {s: legacy[s].online for s in request.services if legacy[s].online is not None}
+    online = online_checks.assess(replication, sources, to_move, request.move_mode)
+    problems += [online_checks.stale_slot_problem(slot) for slot in replication.slots if slot.stale]
+    warnings += online_checks.leftover_publications(replication, sources.values())
     warnings += unified.notices
     warnings += [
         f"legacy database {legacy[s].database!r} changed after its copy into schema {s!r}: "
@@ -306,6 +314,8 @@ def gather(params: ConnectionParams, request: rules.InfoRequest) -> dict:
         "cutover": {"blockers": rules.cutover_blockers(services, request.accept_source_changes)},
         "phases": {phase: [s for s in request.services if phases[s] == phase] for phase in rules.PHASES},
         "service_roles": {s: services[s]["service_role"] for s in request.services},
+        "online": online,
+        "replication_slots": [slot.as_dict() for slot in replication.slots],
         "ready": not problems,
         "upgrade_done": rules.upgrade_done(services, problems),
         "problems": problems,

@@ -28,8 +28,9 @@ from .dbcopy import source_changes
 from .dbcopy.journal import CopyRecord
 from .errors import Fix, InvalidInput, Problem
 from .goose.store import History
-from .lamassu import SERVICES
+from .lamassu import MOVE_MODES, SERVICES
 from .names import check_identifier
+from .online_checks import SourceFacts
 
 PHASES = ("legacy", "copied", "migrated", "cleaned")
 MINIMUM_SERVER_VERSION = 130000
@@ -53,6 +54,8 @@ class InfoRequest:
     allow_missing: bool = False
     # The operator's service -> login role of the service (``service_roles.overrides``); the others are read.
     service_roles: dict = field(default_factory=dict, hash=False, compare=False)
+    # How the copy runs (the plan's move_mode): offline, or online (``online_checks`` says whether it can).
+    move_mode: str = "offline"
 
     def validate(self) -> None:
         check_identifier(self.database, "unified database")
@@ -68,6 +71,8 @@ class InfoRequest:
             )
         if self.disk_margin < 1:
             raise InvalidInput(f"disk_margin must be at least 1.0, not {self.disk_margin}")
+        if self.move_mode not in MOVE_MODES:
+            raise InvalidInput(f"move_mode must be one of {', '.join(MOVE_MODES)}, not {self.move_mode!r}")
 
     def legacy_name(self, service: str) -> str:
         return self.source_prefix + service
@@ -119,9 +124,10 @@ class LegacyFacts:
     other_sessions: list[str] = field(default_factory=list)
     error: str | None = None
     stats: dict | None = None  # dbcopy.source_changes.read() of the source schema
+    online: SourceFacts | None = None  # what the online move needs of it (online_checks.read_source)
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("history", "stats")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("history", "stats", "online")}
 
 
 @dataclass

@@ -20,6 +20,9 @@ description:
     or else (no record, or a record whose version no longer matches, after a C(down)) the schema's goose version is
     higher than the copied version. V(cleaned) - the legacy database is gone and the schema holds a recorded copy.
   - RV(problems) lists every condition that stops an upgrade, all at once; RV(ready) is true when there is none.
+  - RV(online) says whether the online move (O(plan.move_mode=online)) can run for the services still to copy, and
+    RV(replication_slots) lists the collection's logical replication slots; a slot not in use while no run holds the
+    upgrade lock is left over and is one of RV(problems).
   - Changes nothing, runs no statement that writes; check mode returns the same facts.
 extends_documentation_fragment:
   - lamassuiot.postgres.connection
@@ -163,6 +166,18 @@ options:
         description: The connection's TLS files missing on the host, option name to path, added to the C(problems) of RV(plan).
         type: dict
         default: {}
+      move_mode:
+        description:
+          - How the legacy databases are copied (C(lamassu_move_mode)). V(offline) - with the services stopped for the
+            whole copy (steps C(stop), C(copy)). V(online) - while they run, from a logical replication slot's
+            snapshot, then the slot's changes are applied and the services are stopped only for the switch (steps
+            C(live), C(stop), C(switch)).
+          - With V(online) and services still to copy, each of the C(problems) of RV(online) is a problem of RV(plan)
+            too, so the preflight stops before any change, naming the fix.
+        type: str
+        default: offline
+        choices: [offline, online]
+        version_added: 0.1.0
 attributes:
   action:
     description:
@@ -195,6 +210,17 @@ EXAMPLES = r"""
 - name: Services still waiting for their copy
   ansible.builtin.debug:
     msg: "{{ lamassu_info.phases.legacy }}"
+
+- name: Can the online move run here? (nothing changes; the problems name their fix)
+  lamassuiot.postgres.postgres_lamassu_info:
+    plan:
+      move_mode: online
+  register: lamassu_online
+
+- name: Show what keeps the online move from running
+  ansible.builtin.debug:
+    msg: "{{ lamassu_online.online.problems | map(attribute='msg') | list }}"
+  when: not lamassu_online.online.ready
 
 - name: Check pending migrations too (files on the managed host)
   lamassuiot.postgres.postgres_lamassu_info:
@@ -401,14 +427,16 @@ plan:
     - The plan of this host's upgrade (C(module_utils/upgrade_plan.py)), decided from what was read and O(plan);
       C(upgrade.yml) follows it.
     - C(done) - nothing is left to do (RV(upgrade_done), no problem, nothing to write or start); the fast path.
-    - C(steps) - the steps to run, in order, of C(lock), C(preflight), C(stop), C(copy), C(migrate), C(cutover),
-      C(login_check), C(start).
+    - C(steps) - the steps to run, in order, of C(lock), C(preflight), C(live), C(stop), C(copy), C(switch),
+      C(migrate), C(cutover), C(login_check), C(start); C(copy) with O(plan.move_mode=offline), C(live) and C(switch)
+      (C(lock), C(preflight), C(live), C(stop), C(switch), C(migrate), ...) with O(plan.move_mode=online).
     - C(copies) - C(foreground) and C(background) services, C(progress_files) (service to path on the host) of the
-      background ones, C(async_seconds) and C(background_seconds) (Ansible's async limits).
+      background ones, C(async_seconds) and C(background_seconds) (Ansible's async limits); online, the live copies.
     - C(report_reading) - the reading the report reuses instead of reading the host again - V(preflight) (the
       fast path), V(cutover), or V(none).
-    - C(problems) - every problem (the host's, the controller's, missing TLS files), each C(msg) with C(fix) - the
-      module option that gets past it (C(option), C(value), C(why)), or null.
+    - C(problems) - every problem (the host's, with O(plan.move_mode=online) and services still to copy those of
+      RV(online), the controller's, missing TLS files), each C(msg) with C(fix) - the module option that gets past it
+      (C(option), C(value), C(why)), or null.
   returned: always
   type: dict
   sample:
@@ -419,6 +447,56 @@ plan:
     report_reading: cutover
     problems: [{msg: "schema 'ca' of database 'lamassu' already holds 3 tables ...",
                 fix: {option: if_target_exists, value: replace, why: the copy replaces them}}]
+online:
+  description:
+    - Whether the online move can run on this server for the services still to copy (phase V(legacy), legacy
+      database present), read always, whatever O(plan.move_mode) says.
+    - C(mode) - O(plan.move_mode). C(ready) - no problem below (also true when nothing is left to copy).
+    - C(checks) - the facts read - C(server_version_num), C(wal_level), C(max_replication_slots), C(other_slots)
+      (the slots of the server, without the collection's slots of the services to copy, which a re-run resumes),
+      C(slots_free), C(slots_needed) (one per service to copy, kept until the switch), C(max_wal_senders),
+      C(wal_senders_active), C(login_user), C(superuser), C(replication) (the login role's REPLICATION),
+      C(services) (those to copy), C(sources) (per service to copy - C(database), C(can_create) (CREATE on it),
+      C(tables), C(not_owned) (tables the login role does not own), C(without_identity) (tables without replica
+      identity)), C(publications) (the collection's publications in the legacy databases read, C(database) and
+      C(name)).
+    - C(problems) - each C(msg) says what is wrong and exactly what to do (the SQL to run; a setting changed with
+      C(ALTER SYSTEM) needs a restart of PostgreSQL, itself a short outage); C(fix) is O(plan.move_mode=offline).
+      Checked - PostgreSQL 13 to 18, C(wal_level) V(logical), free replication slots for every service to copy,
+      a free WAL sender, the login role's REPLICATION (or superuser), CREATE on each legacy database to copy and
+      ownership of each of its tables, and a replica identity (a primary key) for each table.
+  returned: always
+  type: dict
+  version_added: 0.1.0
+  sample:
+    mode: online
+    ready: false
+    checks: {server_version_num: 150008, wal_level: replica, max_replication_slots: 10, other_slots: [],
+             slots_free: 10, slots_needed: 2, max_wal_senders: 10, wal_senders_active: 0, login_user: postgres,
+             superuser: true, replication: true, services: [ca, kms],
+             sources: {ca: {database: ca, can_create: true, tables: 9, not_owned: [], without_identity: []}},
+             publications: []}
+    problems:
+      - msg: "wal_level is 'replica': the online move decodes the legacy databases' changes from the WAL, which needs
+          wal_level = logical; run ALTER SYSTEM SET wal_level = logical (as a superuser) and restart PostgreSQL - ..."
+        fix: {option: move_mode, value: offline, why: "the services stay stopped for the whole copy, not only its last seconds"}
+replication_slots:
+  description:
+    - The logical replication slots of the collection's online move on the server (named C(lamassu_move_<target
+      database OID>_<schema>)), each with C(slot_name), C(database) (the legacy database it decodes), C(plugin),
+      C(active), C(retained_bytes) (WAL the server keeps for it, from its C(restart_lsn) to the current WAL end),
+      C(confirmed_flush_lsn), C(wal_status) and C(stale).
+    - C(stale) - not in use while no run holds the server-wide upgrade lock - a leftover of an interrupted online
+      move that keeps WAL until it is dropped - C(rollback.yml) or C(cleanup.yml) drops it, or by hand
+      C(SELECT pg_drop_replication_slot('<slot_name>')); RV(problems) names it with its retained WAL. Under the lock
+      (an upgrade's preflight) a slot not in use is a live move to resume, not stale.
+  returned: always
+  type: list
+  elements: dict
+  version_added: 0.1.0
+  sample:
+    - {slot_name: lamassu_move_16384_ca, database: ca, plugin: pgoutput, active: false, retained_bytes: 16777216,
+       confirmed_flush_lsn: 0/3000148, wal_status: reserved, stale: true}
 problems:
   description: Every condition that stops the upgrade, one sentence each naming the object and the cause.
   returned: always
@@ -467,6 +545,7 @@ def argument_spec() -> dict:
 
 def work(ctx: ModuleContext) -> dict:
     p = ctx.params
+    choices = upgrade_plan.RunChoices.from_option(p["plan"])
     request = InfoRequest(
         database=p["database"],
         services=tuple(p["services"]),
@@ -479,10 +558,10 @@ def work(ctx: ModuleContext) -> dict:
         proxy_check=p["proxy_check"],
         allow_missing=p["allow_missing"],
         service_roles=service_roles.overrides(p["service_role"], tuple(p["services"])),
+        move_mode=choices.move_mode,
     )
     result = gather(ctx.connection, request)
     migrations_given = request.migrations_path is not None or request.migration_files is not None
-    choices = upgrade_plan.RunChoices.from_option(p["plan"])
     result["plan"] = upgrade_plan.plan(result, choices, ctx.check_mode, migrations_given, request.database)
     for notice in result["notices"]:
         ctx.warn(notice)
