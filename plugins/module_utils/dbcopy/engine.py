@@ -249,6 +249,11 @@ class Engine:
 
     def _apply(self, run: _Run) -> None:
         job, req = self.job, self.request
+        if job.check_mode:
+            if req.online == "switch":
+                self._switch_catalog(run)
+            job.queries.append(online.start_statement(job.move_name))
+            return
         if req.online == "switch":
             self._switch_catalog(run)
         elif run.move.phase == online.COPYING:  # the live copy is made and verified: from now on a re-run applies
@@ -259,9 +264,6 @@ class Engine:
             online.copied(run.session, run.move)
         else:
             run.outcomes = recorded_outcomes(run.move)
-        if job.check_mode:
-            job.queries.append(online.start_statement(job.move_name))
-            return
         columns = {t.name: [c.name for c in t.columns if not c.generated] for t in run.catalog.tables}
         goal = online.source_position(job) if req.online == "switch" else None
         job.applied = Applier(job, run.move, columns).catch_up(goal)
