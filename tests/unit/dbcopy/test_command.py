@@ -16,6 +16,7 @@ PARAMS = {
     "discard_changes": False,
     "accept_source_changes": False,
     "owner": None,
+    "online": "off",
     "source_database": None,
     "target_schema": None,
     "source_prefix": "",

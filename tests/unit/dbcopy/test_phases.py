@@ -10,8 +10,10 @@ import pytest
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.hooks import Hooks
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.phases import (
     DATA,
+    ONLINE_PHASES,
     PAUSE_POINTS,
     PHASES,
+    phases_of,
     runs,
 )
 
@@ -36,7 +38,8 @@ def test_docs_name_every_pause_point_in_order():
 
 
 def test_each_pause_point_fires_in_a_phase():
-    assert all(point.phase in PHASES for point in PAUSE_POINTS)
+    online = {phase for order in ONLINE_PHASES.values() for phase in order}
+    assert all(point.phase in PHASES or point.phase in online for point in PAUSE_POINTS)
     # "copy", "index" and "verify" are moments of the data phase: "verify" measures, the verify phase compares.
     assert [p.name for p in PAUSE_POINTS if p.phase == DATA] == ["data", "copy", "index", "verify"]
 
@@ -44,6 +47,20 @@ def test_each_pause_point_fires_in_a_phase():
 class _Request:
     freeze_source = False
     drop_source = True
+    online = "off"
+
+
+class _Online(_Request):
+    def __init__(self, online: str):
+        self.online = online
+
+
+def test_the_online_phases():
+    assert phases_of(_Online("live")) == ("snapshot", "ddl", "data", "verify", "final", "apply")
+    assert phases_of(_Online("live"), resume=True) == ("apply",)
+    # The switch always freezes the source; drop_source follows its option.
+    assert phases_of(_Online("switch")) == ("freeze", "apply", "verify", "final", "publish", "drop_source")
+    assert phases_of(_Request()) == ("snapshot", "ddl", "data", "verify", "final", "publish", "drop_source")
 
 
 @pytest.mark.parametrize(("phase", "expected"), [("freeze", False), ("drop_source", True), ("data", True)])
