@@ -18,7 +18,7 @@ import pytest
 from psycopg2 import sql
 
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.hooks import PAUSE_AT_ENV, PAUSE_FILE_ENV
-from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.phases import PAUSE_POINT_NAMES
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.phases import PAUSE_POINTS, PHASES
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.request import APPLICATION, staging_name
 from tests.harness.ansible import ACTION_GROUP, ansible_env, run_module
 from tests.harness.catalog import data_checksums, describe_schema, diff_descriptions
@@ -171,7 +171,8 @@ def assert_paused_where_asked(cluster, case: dict, phase: str) -> None:
         assert states[0][1] in (["CREATE", "UNIQUE"], ["CREATE", "INDEX"], ["ALTER", "TABLE"]), states
 
 
-@pytest.mark.parametrize("phase", PAUSE_POINT_NAMES)
+# The pause points of the offline copy (the online move's apply: tests/integration/test_online_move.py).
+@pytest.mark.parametrize("phase", [point.name for point in PAUSE_POINTS if point.phase in PHASES])
 def test_killed_run_is_completed_by_the_next_run(pg, phase):
     prefix = unique("ik") + "_"
     # Large enough that the certificates table takes several buffers of the COPY stream.
