@@ -233,12 +233,14 @@ def settings_problems(server: ServerFacts, to_move: list[str]) -> list[Problem]:
                 OFFLINE,
             )
         )
-    if server.max_wal_senders - server.wal_senders_active < 1:
+    free_senders = server.max_wal_senders - server.wal_senders_active
+    if free_senders < len(to_move):
         problems.append(
             Problem(
                 f"max_wal_senders is {server.max_wal_senders} and {server.wal_senders_active} WAL sender(s) run, "
-                "leaving none free: the online move streams the changes of one slot at a time; run "
-                f"{restart_advice('max_wal_senders', server.wal_senders_active + 1)}",
+                f"leaving {max(free_senders, 0)} free: each live copy holds one (the connection that exported the "
+                f"slot's snapshot, then its stream), and the copies may run at once, {len(to_move)}; run "
+                f"{restart_advice('max_wal_senders', server.wal_senders_active + len(to_move))}",
                 OFFLINE,
             )
         )

@@ -70,7 +70,7 @@ def test_a_ready_server_has_no_problem_and_shows_what_it_read():
         ({"version": "19.0", "version_num": 190000}, ["PostgreSQL 19.0", "13 to 18"]),
         ({"version": "12.20", "version_num": 120020}, ["PostgreSQL 12.20", "13 to 18"]),
         ({"max_replication_slots": 1}, ["max_replication_slots is 1", "ALTER SYSTEM SET max_replication_slots = 2"]),
-        ({"max_wal_senders": 2, "wal_senders_active": 2}, ["max_wal_senders is 2", "max_wal_senders = 3"]),
+        ({"max_wal_senders": 3, "wal_senders_active": 2}, ["max_wal_senders is 3", "max_wal_senders = 4"]),
         (
             {"superuser": False, "replication": False},
             ["neither REPLICATION nor superuser", "ALTER ROLE postgres REPLICATION"],
