@@ -18,6 +18,7 @@ from ._compat import zip_strict
 from ._pg import psycopg2
 from .connection import ConnectionParams, connect
 from .dbcopy import freeze, source_changes
+from .dbcopy import online as online_moves
 from .dbcopy.journal import Journal
 from .errors import InvalidInput, LamassuError, OperationFailed
 from .goose.plan import pending_entries
@@ -342,6 +343,7 @@ def read_unified(params: ConnectionParams, request: rules.InfoRequest, unified: 
             if error and not unified.notices:  # one notice: the table is the same for every schema
                 unified.notices.append(f"{JOURNAL_SCHEMA}.{CHECKS_TABLE} cannot be read: {error}")
             unified.schemas[service] = schema
+        unified.live_moves = [s for s in online_moves.targets(session) if s in request.services]
     except psycopg2.Error as exc:
         raise OperationFailed(f"Reading database {request.database!r} failed: {str(exc).strip()}") from None
     finally:

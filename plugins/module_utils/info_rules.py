@@ -158,6 +158,7 @@ class UnifiedFacts:
     journal: bool = False
     schemas: dict[str, SchemaFacts] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)  # what could not be read (returned in the module's notices)
+    live_moves: list[str] = field(default_factory=list)  # services with an online move not switched yet
 
     def as_dict(self) -> dict:
         facts = {k: v for k, v in self.__dict__.items() if k not in ("schemas", "notices")}

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 
 from ._compat import zip_strict
 from .info_rules import PHASES
+from .lamassu import MOVE_MODES
 from .report_runs import next_steps, run_started_at
 
 UNKNOWN_PHASE = "unknown"
@@ -153,15 +154,22 @@ def duration(started_at: float | str | None, finished_at: float | str | None) ->
     return round(float(finished_at) - float(started_at), 1)
 
 
-# The steps of an upgrade, in order; the playbook notes when each ends (report_steps).
-STEPS = ("preflight", "stop", "copy", "migrate", "cutover", "start")
+# The steps of an upgrade, in order; the playbook notes when each ends (report_steps): per move mode, as upgrade.yml
+# runs them (online: the copy while the services run, then its short switch).
+STEPS = {
+    "offline": ("preflight", "stop", "copy", "migrate", "cutover", "start"),
+    "online": ("preflight", "live", "stop", "switch", "migrate", "cutover", "start"),
+}
+# The steps while the services are stopped: from the stop until they may start (the login check, in cutover, done).
+STOPPED_STEPS = ("stop", "copy", "switch", "migrate", "cutover")
 
 
 def step_durations(
-    marks: list, started_at: float | str | None, finished_at: float | str | None, failed: bool
+    marks: list, started_at: float | str | None, finished_at: float | str | None, failed: bool, mode: str = "offline"
 ) -> list[dict]:
     """Seconds per step from ``marks`` (``[step, epoch seconds]`` at the end of each step): the time after the last
-    mark is the step that failed, else "finish" (starting the services when asked, the lock, the report)."""
+    mark is the step that failed (in the order of ``mode``), else "finish" (starting the services when asked, the
+    lock, the report)."""
     if started_at is None or finished_at is None:
         return []
     steps, last = [], float(started_at)
@@ -169,10 +177,17 @@ def step_durations(
         steps.append({"name": name, "seconds": round(float(at) - last, 2)})
         last = float(at)
     done = [step["name"] for step in steps]
-    rest = next((name for name in STEPS if name not in done), "finish") if failed else "finish"
+    rest = next((name for name in STEPS[mode] if name not in done), "finish") if failed else "finish"
     if marks:
         steps.append({"name": rest, "seconds": round(float(finished_at) - last, 2)})
     return steps
+
+
+def stop_window(steps: list[dict], mode: str) -> dict:
+    """How the host moved and how long its services were stopped (None when the run did not stop them)."""
+    stopped = [step["seconds"] for step in steps if step["name"] in STOPPED_STEPS]
+    has_stop = any(step["name"] == "stop" for step in steps)
+    return {"move_mode": mode, "stop_window_s": round(sum(stopped), 1) if has_stop else None}
 
 
 def host_summary(
@@ -190,12 +205,15 @@ def host_summary(
     copies: list[dict] | None = None,
     steps: list | None = None,
     fix_variables: Mapping[str, str] | None = None,
+    move_mode: str | None = None,
 ) -> dict:
     """One host of the report. ``after``: the info result the report read (failed when the server could not be
     read); ``before``: an info result of before the run (empty: ``after``); ``copies`` and ``migrations``: the
     results of the copy and migrate runs; ``failure``: ``task``, ``msg`` and ``fix`` of the failure of the run;
     ``problems``: the preflight's (None: those of ``after``); ``steps``: ``[step, epoch seconds]`` at the end of each
-    step; ``fix_variables``: the playbook variable of each module option a fix names."""
+    step; ``fix_variables``: the playbook variable of each module option a fix names; ``move_mode``: the run's
+    (``lamassu_move_mode``; None: offline)."""
+    mode = move_mode or MOVE_MODES[0]
     runs = service_runs(copies or [], migrations or [], fix_variables)
     rows = service_rows(after, before or after, services, migrated_by_this_run(migrations or [], check_mode), runs)
     if failure:
@@ -213,7 +231,7 @@ def host_summary(
         "status": status,
         "phase": fleet_phase(rows),
         "duration_s": duration(started_at, finished_at),
-        "steps": step_durations(steps or [], started_at, finished_at, status == "failed"),
+        "steps": step_durations(steps or [], started_at, finished_at, status == "failed", mode),
         "failed_task": (failure or {}).get("task"),
         "message": message,
         "fix": playbook_fix((failure or {}).get("fix"), fix_variables or {}) if status == "failed" else None,
@@ -223,6 +241,7 @@ def host_summary(
         "with_before": bool(before),
         "services": rows,
     }
+    summary.update(stop_window(summary["steps"], mode))
     return {**summary, "verdict": verdict(summary)}
 
 
@@ -240,7 +259,9 @@ def verdict(summary: dict) -> str:
         return f"{summary['name']}: UNREACHABLE: {summary['message']}"
     problems = len(summary["problems"])
     blocked = f"; {problems} problem(s) would stop an upgrade" if problems else ""
-    return f"{summary['name']}: ok{took}; services: {phases}{blocked}"
+    window = summary.get("stop_window_s")
+    stopped = f" ({summary['move_mode']} move, services stopped {window:.1f} s)" if window is not None else ""
+    return f"{summary['name']}: ok{took}{stopped}; services: {phases}{blocked}"
 
 
 def status_verdict(info: dict, login_problems: list[str]) -> str:

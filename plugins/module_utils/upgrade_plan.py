@@ -150,10 +150,13 @@ def plan(info: dict, choices: RunChoices, check_mode: bool, migrations_given: bo
         "login_check": not done and not check_mode and choices.login_check,
         "start": choices.start_services,
     }
+    copies = copy_plan(list(info["services"]), info["legacy"], choices, database, check_mode)
     return {
         "done": done,
         "steps": [step for step in STEPS if runs[step]],
-        "copies": copy_plan(list(info["services"]), info["legacy"], choices, database, check_mode),
+        "copies": copies,
+        # The switch of the online move (the services stopped): every service in the foreground, one module run.
+        "switch_copies": {**copies, "foreground": list(info["services"]), "background": [], "progress_files": {}},
         "report_reading": report_reading(done, choices),
         "problems": problems,
     }
@@ -174,6 +177,7 @@ def unread_plan(choices: RunChoices, problem: str) -> dict:
         "done": False,
         "steps": ["lock", "preflight"],
         "copies": copy_plan([], {}, choices, "", True),
+        "switch_copies": copy_plan([], {}, choices, "", True),
         "report_reading": "none",
         "problems": problem_entries([problem], choices),
     }

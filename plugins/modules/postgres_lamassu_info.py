@@ -318,7 +318,9 @@ unified:
       C(started_at), C(finished_at), C(duration_s), C(rows), C(tables)) or null.
     - C(empty_schemas) - the service schemas that exist, hold nothing and are no recorded copy (what
       C(rollback.yml) drops); C(recorded_schemas) - the schemas holding a recorded copy, then those with only a
-      recorded freeze of their legacy database (what C(rollback.yml) removes, in that order).
+      recorded freeze of their legacy database (what C(rollback.yml) removes, in that order); C(live_moves) - the
+      services whose online move (C(postgres_db_to_schema) O(lamassuiot.postgres.postgres_db_to_schema#module:online))
+      is recorded and not switched yet (C(rollback.yml) removes them too, with their slots).
   returned: always
   type: dict
   sample:
@@ -432,6 +434,7 @@ plan:
       (C(lock), C(preflight), C(live), C(stop), C(switch), C(migrate), ...) with O(plan.move_mode=online).
     - C(copies) - C(foreground) and C(background) services, C(progress_files) (service to path on the host) of the
       background ones, C(async_seconds) and C(background_seconds) (Ansible's async limits); online, the live copies.
+    - C(switch_copies) - the same for the switch of the online move: every service in the foreground.
     - C(report_reading) - the reading the report reuses instead of reading the host again - V(preflight) (the
       fast path), V(cutover), or V(none).
     - C(problems) - every problem (the host's, with O(plan.move_mode=online) and services still to copy those of

@@ -137,6 +137,8 @@ def test_host_summary_of_an_upgraded_host():
         "server": "15.8",
         "rows_copied": 15,
         "with_before": True,
+        "move_mode": "offline",
+        "stop_window_s": None,
         "verdict": "db1: ok in 12.5 s; services: 2 migrated; 1 problem(s) would stop an upgrade",
         "services": [
             {
@@ -405,6 +407,35 @@ def test_step_durations(marks, failed, steps):
         expected.append({"name": steps[-1][0], "seconds": steps[-1][1]})
     assert got == expected
     assert step_durations(marks, None, 110.0, failed) == []
+
+
+def test_an_online_run_fails_in_the_step_after_its_last_mark_in_the_online_order():
+    got = step_durations([["preflight", 101.0]], 100.0, 110.0, True, "online")
+    assert got == [{"name": "preflight", "seconds": 1.0}, {"name": "live", "seconds": 9.0}]
+
+
+@pytest.mark.parametrize(
+    ("mode", "marks", "window"),
+    [
+        (
+            "offline",
+            [["preflight", 101.0], ["stop", 102.0], ["copy", 130.0], ["migrate", 131.0], ["cutover", 132.5]],
+            31.5,
+        ),
+        (
+            "online",
+            [["preflight", 101.0], ["live", 130.0], ["stop", 131.0], ["switch", 133.0], ["migrate", 134.0]]
+            + [["cutover", 134.5]],
+            4.5,
+        ),
+        ("offline", [["preflight", 101.0], ["cutover", 102.0]], None),  # nothing stopped (the fast path's cutover)
+    ],
+)
+def test_the_report_says_how_long_the_services_were_stopped(mode, marks, window):
+    summary = host_summary("db1", ["ca"], AFTER, steps=marks, started_at=100.0, finished_at=140.0, move_mode=mode)
+    assert (summary["move_mode"], summary["stop_window_s"]) == (mode, window)
+    if window is not None:
+        assert f"({mode} move, services stopped {window:.1f} s)" in summary["verdict"]
 
 
 def test_run_started_at_reads_the_run_id():

@@ -360,6 +360,8 @@ class Engine:
     def _already_copied(self, session: Session, journal: Journal, record: CopyRecord, source_exists: bool) -> dict:
         job, req = self.job, self.request
         changed = False
+        if source_exists and removal.drop_move(job, session):
+            changed = True  # an online move killed after its publish left its slot (which would also block a drop)
         if source_exists:
             job.frozen = (
                 freeze.is_frozen(session, req.source_database) and journal.freeze_record(req.source_database)[0]
@@ -378,8 +380,6 @@ class Engine:
                 removal.drop_source(job, session, journal, job.source_changes)  # read once, above
         else:
             job.source_dropped = True
-        if req.online != "off" and source_exists and removal.drop_move(job, session):
-            changed = True  # a switch killed after its publish left them
         job.service_role = access.recorded_service_role(session, req, job.source_owner)
         if access.repair(session, job.service_role, req.target_database, req.target):
             changed = True

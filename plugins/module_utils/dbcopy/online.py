@@ -119,11 +119,17 @@ def ensure(session: Session) -> None:
 
 
 def read(session: Session, target: str) -> LiveMove | None:
-    exists = session.fetch_value("SELECT to_regclass(%s) IS NOT NULL", (f'"{JOURNAL_SCHEMA}"."{ONLINE_TABLE}"',))
-    if not exists:
+    if target not in targets(session):
         return None
     row = session.fetch_one(compose(f"SELECT {COLUMNS} FROM {{schema}}.{{online}} WHERE target_schema = %s"), (target,))
     return LiveMove(*row) if row else None
+
+
+def targets(session: Session) -> list[str]:
+    """The target schemas of the online moves recorded in the session's database (live, or killed while copying)."""
+    if not session.fetch_value("SELECT to_regclass(%s) IS NOT NULL", (f'"{JOURNAL_SCHEMA}"."{ONLINE_TABLE}"',)):
+        return []
+    return [name for (name,) in session.fetch_all(compose("SELECT target_schema FROM {schema}.{online} ORDER BY 1"))]
 
 
 def names(session: Session, target: str) -> str:
