@@ -424,8 +424,7 @@ def test_an_online_run_fails_in_the_step_after_its_last_mark_in_the_online_order
         ),
         (
             "online",
-            [["preflight", 101.0], ["live", 130.0], ["stop", 131.0], ["switch", 133.0], ["migrate", 134.0]]
-            + [["cutover", 134.5]],
+            [["preflight", 101.0], ["live", 130.0], ["stop", 131.0], ["switch", 133.0], ["cutover", 134.5]],
             4.5,
         ),
         ("offline", [["preflight", 101.0], ["cutover", 102.0]], None),  # nothing stopped (the fast path's cutover)

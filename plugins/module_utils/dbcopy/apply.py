@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import select
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from .._pg import extras
 from ..connection import connect
@@ -28,6 +29,7 @@ from .stream import prepare_session
 
 IDLE_POLL_SECONDS = 0.2
 KEYS_PER_STATEMENT = 1000
+LAG_EVERY_SECONDS = 1.0
 
 
 @dataclass
@@ -40,7 +42,7 @@ class Applied:
     seconds: float = 0.0
     applied_lsn: str = "0/0"
     lag_bytes: int = 0
-    tables: dict = field(default_factory=dict)  # table -> changes applied
+    lag_s: float = 0.0
 
     def result(self) -> dict:
         return {
@@ -50,6 +52,7 @@ class Applied:
             "seconds": round(self.seconds, 3),
             "applied_lsn": self.applied_lsn,
             "lag_bytes": self.lag_bytes,
+            "lag_s": round(self.lag_s, 1),
         }
 
 
@@ -81,6 +84,9 @@ class Applier:
             )
             self._loop(cur, target, goal, done)
             done.lag_bytes = max(0, online.source_position(job) - self.applied)
+            if not done.lag_bytes:
+                done.lag_s = 0.0
+            job.progress.lag(done.lag_bytes, done.lag_s)
         finally:
             target.close()
             stream.close()
@@ -91,7 +97,7 @@ class Applier:
 
     def _loop(self, cur, target, goal: int, done: Applied) -> None:
         transactions = pgoutput.Transactions()
-        asked = 0.0
+        asked = told = 0.0
         while self.applied < goal:
             message = cur.read_message()
             if message is None:
@@ -111,7 +117,13 @@ class Applier:
                 done.skipped += 1
             else:
                 self._apply(target, tx, done)
+                # How old the change just applied is: the apply's lag in time (as pg_stat_subscription's).
+                committed = pgoutput.pg_timestamp(tx.commit.commit_time)
+                done.lag_s = max(0.0, (datetime.now(timezone.utc) - committed).total_seconds())
             cur.send_feedback(flush_lsn=self.applied)
+            if time.monotonic() - told > LAG_EVERY_SECONDS:
+                told = time.monotonic()
+                self.job.progress.lag(max(0, max(goal, cur.wal_end or 0) - self.applied), done.lag_s)
 
     def _apply(self, target, tx, done: Applied) -> None:
         job = self.job

@@ -269,7 +269,8 @@ class Engine:
         job.applied = Applier(job, run.move, columns).catch_up(goal)
         job.log(
             f"applied {job.applied.transactions} transactions ({job.applied.changes} changes) in "
-            f"{job.applied.seconds:.1f} s, up to {job.applied.applied_lsn}; lag {job.applied.lag_bytes} bytes"
+            f"{job.applied.seconds:.1f} s, up to {job.applied.applied_lsn}; {job.applied.lag_bytes} bytes / "
+            f"{job.applied.lag_s:.1f} s behind the source"
         )
 
     def _switch_catalog(self, run: _Run) -> None:

@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The progress file of a copy: a small JSON document rewritten atomically as the copy goes.
 
-``{"tables_done": n, "tables_total": m, "bytes_done": b, "bytes_total": B, "phase": "...", "elapsed_s": s}``
+``{"tables_done": n, "tables_total": m, "bytes_done": b, "bytes_total": B, "phase": "...", "elapsed_s": s}``, and
+while the online move applies, ``lag_bytes`` and ``lag_s`` (how far behind the source the copy is).
 
 It is written at the start of the run, when the tables to copy are known, at every phase (``phases.PHASES``), after each
 table, and at the end (``phase`` ``done`` or ``failed``). Each write goes to a temporary file in the same directory,
@@ -39,6 +40,9 @@ class NoProgress:
         pass
 
     def table_done(self, table_bytes: int) -> None:
+        pass
+
+    def lag(self, lag_bytes: int, lag_s: float) -> None:
         pass
 
     def finish(self, tables: list[dict] | None, failed: bool = False) -> None:
@@ -80,6 +84,12 @@ class ProgressFile(NoProgress):
         with self._lock:
             self.state["tables_done"] += 1
             self.state["bytes_done"] += table_bytes
+            self._save()
+
+    def lag(self, lag_bytes: int, lag_s: float) -> None:
+        """The online move's apply: how far behind the source it is (WAL bytes, age of the last change applied)."""
+        with self._lock:
+            self.state.update(lag_bytes=lag_bytes, lag_s=round(lag_s, 1))
             self._save()
 
     def finish(self, tables: list[dict] | None, failed: bool = False) -> None:
@@ -151,5 +161,12 @@ def progress_line(host: str, label: str, document: dict | None, waited_s: float)
     return (
         f"{host}: {label}: {document['tables_done']}/{document['tables_total']} tables, "
         f"{document['bytes_done'] / 1e6:.1f}/{document['bytes_total'] / 1e6:.1f} MB, "
-        f"{seconds:.0f} s ({document['phase']})"
+        f"{seconds:.0f} s ({document['phase']}){lag_text(document)}"
     )
+
+
+def lag_text(document: dict) -> str:
+    """``, 1.2 MB / 0.4 s behind the source`` while the online move applies (``lag`` writes it)."""
+    if document.get("lag_bytes") is None:
+        return ""
+    return f", {document['lag_bytes'] / 1e6:.1f} MB / {document['lag_s']:.1f} s behind the source"

@@ -31,6 +31,20 @@ TABLE_RESULT_KEYS = ("name", "rows", "bytes", "seconds", "verified")
 ONLINE_CHOICES = ("off", "live", "switch")
 
 
+def online_line(mode: str, applied: dict | None, rows_checked: int | None, published: bool) -> str:
+    """What the online move did, in one line (the db_to_schema role's summary, the module log)."""
+    parts = [f"online {mode}"]
+    if applied:
+        parts.append(
+            f"{applied['transactions']} source transactions ({applied['changes']} changes) applied in "
+            f"{applied['seconds']:.1f} s, {applied['lag_bytes'] / 1e6:.1f} MB / {applied['lag_s']:.1f} s behind"
+        )
+    if rows_checked is not None:
+        parts.append(f"{rows_checked} changed rows compared")
+    parts.append("published" if published else "not published yet")
+    return ", ".join(parts)
+
+
 def staging_name(target_schema: str) -> str:
     """Deterministic per target schema; a hash suffix keeps long names unique within 63 bytes."""
     name = STAGING_PREFIX + target_schema
@@ -173,12 +187,15 @@ class CopyJob:
 
     def online_result(self, move) -> dict:
         """The ``online`` key of the result: where the online move is and what this run applied."""
+        applied = self.applied.result() if self.applied else None
+        published = self.request.online == "switch"
         return {
             "mode": self.request.online,
             **move.summary(),
-            "applied": self.applied.result() if self.applied else None,
+            "applied": applied,
             "rows_checked": self.switch_checked,
-            "published": self.request.online == "switch",
+            "published": published,
+            "line": online_line(self.request.online, applied, self.switch_checked, published),
         }
 
     def open_reader(self, database: str, role: str):

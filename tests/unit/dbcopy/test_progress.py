@@ -18,6 +18,7 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.progres
     progress_line,
     read_progress,
 )
+from ansible_collections.lamassuiot.postgres.plugins.module_utils.dbcopy.request import online_line
 from ansible_collections.lamassuiot.postgres.plugins.module_utils.errors import InvalidInput
 
 
@@ -163,3 +164,22 @@ def test_the_progress_line():
     # A long table writes nothing until it is done: the watcher's own seconds when they are more.
     assert progress_line("db1", "ca", document, 61.6) == "db1: ca: 12/40 tables, 512.3/2048.0 MB, 62 s (data)"
     assert progress_line("db1", "ca", None, 2.2) == "db1: ca: starting, 2 s"
+
+
+def test_the_progress_line_of_the_online_apply_says_how_far_behind_the_source_it_is(tmp_path):
+    progress = ProgressFile(str(tmp_path / "p.json"), clock=lambda: 10.0)
+    progress.begin()
+    progress.phase("apply")
+    progress.lag(1_250_000, 0.43)
+    document = read_progress((tmp_path / "p.json").read_text())
+    assert progress_line("db1", "ca", document, 1.0) == (
+        "db1: ca: 0/0 tables, 0.0/0.0 MB, 1 s (apply), 1.2 MB / 0.4 s behind the source"
+    )
+
+
+def test_the_online_line_of_a_copy():
+    applied = {"transactions": 12, "changes": 30, "seconds": 0.52, "lag_bytes": 0, "lag_s": 0.0}
+    assert online_line("live", applied, None, False) == (
+        "online live, 12 source transactions (30 changes) applied in 0.5 s, 0.0 MB / 0.0 s behind, not published yet"
+    )
+    assert online_line("switch", applied, 7, True).endswith("behind, 7 changed rows compared, published")
