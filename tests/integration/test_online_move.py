@@ -196,3 +196,18 @@ def test_a_killed_run_is_finished_by_a_re_run_with_nothing_lost_or_applied_twice
     assert switch.get("failed") is not True, switch
     assert switch["changed"] is True and switch["online"]["published"] is True
     published_equals_source(pg, move)
+
+
+def test_check_mode_of_the_switch_lists_freeze_stream_sequences_publish_and_drops_and_changes_nothing(pg, move):
+    live = run_module(MODULE, {**move, "online": "live"}, pg).result
+    assert live.get("failed") is not True, live
+    result = run_module(MODULE, {**move, "online": "switch"}, pg, check=True).result
+    assert result.get("failed") is not True, result
+    text = "\n".join(result["queries"])
+    for statement in ("default_transaction_read_only", "START_REPLICATION", "RENAME TO", "pg_drop_replication_slot"):
+        assert statement in text, (statement, text)
+    assert "DROP PUBLICATION" in text
+    assert len(slots(pg, move["source_database"])) == 2  # the slot and the publication are still there
+    assert query(pg, move["target_database"], "SELECT 1 FROM pg_namespace WHERE nspname = 'ca'") == []
+    gone = run_module(MODULE, {**move, "state": "absent"}, pg).result
+    assert gone.get("failed") is not True, gone
