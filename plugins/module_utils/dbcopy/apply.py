@@ -83,6 +83,7 @@ class Applier:
                 options={"proto_version": "1", "publication_names": self.move.publication},
             )
             self._loop(cur, target, goal, done)
+            confirm(cur, self.applied)  # now, before the stream closes: the slot lets go of the WAL applied
             done.lag_bytes = max(0, online.source_position(job) - self.applied)
             if not done.lag_bytes:
                 done.lag_s = 0.0
@@ -176,6 +177,15 @@ class Applier:
                 f"the columns of table {relation.name} are now {', '.join(columns)} "
                 f"(copied: {', '.join(self.columns[relation.name])})",
             )
+
+
+def confirm(cur, lsn: int) -> None:
+    """Tell the server at once that the slot may let go of what ends at ``lsn`` (psycopg2 2.8.3 and later only
+    note it until their status interval unless forced; before, every feedback is sent at once)."""
+    try:
+        cur.send_feedback(flush_lsn=lsn, force=True)
+    except TypeError:
+        cur.send_feedback(flush_lsn=lsn)
 
 
 def touched(change, relation) -> list[tuple[str, str]]:
