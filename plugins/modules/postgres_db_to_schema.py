@@ -132,7 +132,7 @@ options:
         slot decoded since, in commit order, one source transaction as one target transaction. Nothing is
         published. A re-run finds the live copy and applies what came since; a copy killed before it was made is
         started again.
-      - V(switch) is the short window, with the services stopped: it freezes the source (as O(freeze_source)),
+      - V(switch) is the short window, with the services stopped - it freezes the source (as O(freeze_source)),
         applies the rest up to the source's WAL position after the freeze, refuses when the source's structure
         changed during the live phase, compares the rows changed since the snapshot and every table's row count,
         sets the sequences, publishes, and drops the slot and the publication. It needs a live copy.
