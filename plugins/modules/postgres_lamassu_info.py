@@ -434,7 +434,7 @@ plan:
       (C(lock), C(preflight), C(live), C(stop), C(switch), C(migrate), ...) with O(plan.move_mode=online).
     - C(copies) - C(foreground) and C(background) services, C(progress_files) (service to path on the host) of the
       background ones, C(async_seconds) and C(background_seconds) (Ansible's async limits); online, the live copies.
-    - C(switch_copies) - the same for the switch of the online move: every service in the foreground.
+    - C(switch_copies) - the same for the switch of the online move, every service in the foreground.
     - C(report_reading) - the reading the report reuses instead of reading the host again - V(preflight) (the
       fast path), V(cutover), or V(none).
     - C(problems) - every problem (the host's, with O(plan.move_mode=online) and services still to copy those of
