@@ -16,8 +16,7 @@ __all__ = ["HAS_PSYCOPG2", "PSYCOPG2_IMPORT_ERROR", "extensions", "extras", "pg_
 try:
     import psycopg2
     import psycopg2.errors as pg_errors
-    import psycopg2.extras as extras
-    from psycopg2 import extensions, sql
+    from psycopg2 import extensions, extras, sql
 except ImportError:
     HAS_PSYCOPG2 = False
     PSYCOPG2_IMPORT_ERROR: str | None = traceback.format_exc()

@@ -110,6 +110,10 @@ def test_an_online_upgrade_keeps_every_write_made_during_the_copy_and_stops_the_
         build_legacy(cluster, scale=0.002, services=SERVICES)
         host = {**ONLINE, "service_control_hooks_file": str(hooks_file(tmp_path, stopped))}
         inventory = write_inventory(tmp_path / "inventory.json", {"db1": ("dev", cluster, host)}, reports)
+        checked = playbook("upgrade.yml", inventory, "--check")
+        assert checked.returncode == 0, output(checked)
+        assert "lamassu" not in databases(cluster) and leftovers(cluster) == []
+        assert not stopped.exists()
         with Services(cluster, stopped) as services:
             upgraded = playbook("upgrade.yml", inventory)
         assert upgraded.returncode == 0, output(upgraded)

@@ -53,14 +53,16 @@ def key_values(change: Insert | Update | Delete, relation: Relation) -> tuple:
     if not keys:
         raise ValueError(f"Table {relation.name!r} has no replica identity key: its rows cannot be named by key")
     if isinstance(change, Delete):
-        return tuple(value for _, value in _pick(change.old, relation, keys))
+        return tuple(value for _name, value in _pick(change.old, relation, keys))
     if isinstance(change, Insert):
-        return tuple(value for _, value in _pick(change.new, relation, keys))
+        return tuple(value for _name, value in _pick(change.new, relation, keys))
     if isinstance(change, Update):
         new = _pick(change.new, relation, keys)
         old = _pick(change.old, relation, keys) if change.old is not None else [(None, UNCHANGED)] * len(keys)
         # An unchanged TOASTed key is the old key's value (PostgreSQL then sends the old key, flattened).
-        values = tuple(old_value if value is UNCHANGED else value for (_, value), (_, old_value) in zip(new, old))
+        values = tuple(
+            old_value if value is UNCHANGED else value for (_name, value), (_old_name, old_value) in zip(new, old)
+        )
         if UNCHANGED in values:
             raise ValueError(f"Update of table {relation.name!r} left a key value unsent (unchanged TOAST, no old key)")
         return values
@@ -86,14 +88,14 @@ def _pick(row: Tuple, relation: Relation, columns) -> list[tuple[str, Value]]:
 
 def _insert(change: Insert, relation: Relation, schema: str) -> tuple[sql.Composed, list]:
     pairs = _values(change.new, relation)
-    if any(value is UNCHANGED for _, value in pairs):
+    if any(value is UNCHANGED for _name, value in pairs):
         raise ValueError(f"Insert into table {relation.name!r} without every value (unchanged TOAST)")
     query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
         _table(relation, schema),
-        sql.SQL(", ").join(sql.Identifier(name) for name, _ in pairs),
-        sql.SQL(", ").join(sql.Placeholder() for _ in pairs),
+        sql.SQL(", ").join(sql.Identifier(name) for name, _value in pairs),
+        sql.SQL(", ").join(sql.Placeholder() for _pair in pairs),
     )
-    return query, [value for _, value in pairs]
+    return query, [value for _name, value in pairs]
 
 
 def _update(change: Update, relation: Relation, schema: str) -> tuple[sql.Composed, list]:
@@ -104,12 +106,12 @@ def _update(change: Update, relation: Relation, schema: str) -> tuple[sql.Compos
         assignments_sql = sql.SQL("{0} = {0}").format(sql.Identifier(new[0][0]))
     else:
         assignments_sql = sql.SQL(", ").join(
-            sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder()) for name, _ in assignments
+            sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder()) for name, _value in assignments
         )
     identity, whole_row = _identity(change.old, change.new, relation, "Update")
     where, where_params = _where(relation, schema, identity, whole_row)
     query = sql.SQL("UPDATE {} SET {} WHERE {}").format(_table(relation, schema), assignments_sql, where)
-    return query, [value for _, value in assignments] + where_params
+    return query, [value for _name, value in assignments] + where_params
 
 
 def _delete(change: Delete, relation: Relation, schema: str) -> tuple[sql.Composed, list]:
@@ -145,7 +147,7 @@ def _identity(
     if row is None:
         raise ValueError(f"{kind} of table {relation.name!r} came without its old key")
     pairs = _pick(row, relation, keys)
-    if any(value is UNCHANGED for _, value in pairs):
+    if any(value is UNCHANGED for _name, value in pairs):
         raise ValueError(f"{kind} of table {relation.name!r} left a key value unsent (unchanged TOAST, no old key)")
     return pairs, whole_row
 
@@ -162,7 +164,7 @@ def _where(
         else sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder())
         for name, value in pairs
     )
-    params = [value for _, value in pairs if value is not None]
+    params = [value for _name, value in pairs if value is not None]
     if not whole_row:
         return conditions, params
     # Equal rows are all found: change one, as the source did.

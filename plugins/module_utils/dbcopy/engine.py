@@ -148,6 +148,11 @@ class Engine:
             run.move = move
             job.log(f"found the live copy of an earlier run (applied up to {move.applied_lsn})")
             return True
+        if req.online == "switch" and job.check_mode:
+            # Check mode plans the switch a real run would make after its live phase: the statements, no data.
+            name = job.move_name
+            run.move = online.LiveMove(req.target, req.source_database, name, name, online.LIVE, "0/0", "0/0")
+            return True
         if req.online == "switch":
             raise InvalidInput(
                 f"No live copy of {req.source_database!r} into schema {req.target!r} to switch to"

@@ -208,7 +208,7 @@ class _Reader:
 
     def row(self, kind: str) -> Tuple:
         values = []
-        for _ in range(self.unpack("!h")):
+        for _index in range(self.unpack("!h")):
             marker = self.byte()
             if marker == "n":
                 values.append(None)
@@ -247,7 +247,7 @@ def _relation(reader: _Reader) -> Relation:
     namespace, name = reader.string(), reader.string()
     replica_identity = reader.byte()
     columns = []
-    for _ in range(reader.unpack("!h")):
+    for _index in range(reader.unpack("!h")):
         flags = reader.unpack("!B")
         column_name = reader.string()
         type_oid, type_modifier = reader.unpack("!Ii")
@@ -289,7 +289,7 @@ def _delete(reader: _Reader) -> Delete:
 
 def _truncate(reader: _Reader) -> Truncate:
     count, options = reader.unpack("!iB")
-    oids = tuple(reader.unpack("!I") for _ in range(count))
+    oids = tuple(reader.unpack("!I") for _index in range(count))
     return Truncate(oids, bool(options & TRUNCATE_CASCADE), bool(options & TRUNCATE_RESTART_IDENTITY))
 
 

@@ -28,7 +28,7 @@ def keyed_rows(table: Table, columns: list[str], keys: list[tuple]) -> tuple[sql
         sql.SQL(", ").join(
             sql.SQL("{}.{}::{}").format(sql.Identifier("u"), n, sql.SQL(types[c])) for n, c in zip(names, columns)
         ),
-        sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in columns),
+        sql.SQL(", ").join(sql.SQL("%s::text[]") for _column in columns),
         sql.SQL(", ").join(names),
     )
     return where, [[key[i] for key in keys] for i in range(len(columns))]
