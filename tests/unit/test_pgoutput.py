@@ -400,3 +400,25 @@ def test_key_values(change, relation, key):
 def test_key_values_refuse(change, relation, error):
     with pytest.raises(ValueError, match=error):
         change_sql.key_values(change, relation)
+
+
+def test_inline_puts_each_parameter_in_its_placeholder_as_a_literal():
+    relation = Relation(5, "public", "100%s", "d", (Column("k%s", TEXT, True), Column("v", TEXT, False)))
+    query, params = change_sql.statement(Update(5, None, Tuple("N", ("a'b", None))), relation, "stage")
+    inlined = change_sql.inline(query, params)
+    found = {"literals": [], "placeholders": 0}
+
+    def collect(part):
+        if isinstance(part, sql.Literal):
+            found["literals"].append(part.wrapped)
+        elif isinstance(part, sql.Placeholder):
+            found["placeholders"] += 1
+        elif isinstance(part, sql.Composed):
+            for child in part.seq:
+                collect(child)
+
+    collect(inlined)
+    # In order, and no placeholder left: the statement runs without parameters, its "%s" names stay names.
+    assert found == {"literals": params, "placeholders": 0}
+    with pytest.raises(ValueError):
+        change_sql.inline(query, [*params, "one too many"])

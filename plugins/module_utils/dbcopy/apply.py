@@ -20,16 +20,16 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .._pg import extras
+from .._pg import sql
 from ..connection import connect
 from ..errors import OperationFailed
-from ..session import Session
 from . import change_sql, online, pgoutput
 from .stream import prepare_session
 
 IDLE_POLL_SECONDS = 0.2
 KEYS_PER_STATEMENT = 1000
 LAG_EVERY_SECONDS = 1.0
+KEYS_INSERT = online.compose("INSERT INTO {schema}.{rows} (target_schema, table_name, key) VALUES")
 
 
 @dataclass
@@ -71,7 +71,7 @@ class Applier:
         started = time.monotonic()
         done = Applied(applied_lsn=self.move.applied_lsn)
         stream = online.open_replication(job, "apply")
-        target = connect(job.params, job.request.target_database, autocommit=False)
+        target = connect(job.params, job.request.target_database)  # autocommit: each batch has its BEGIN
         try:
             prepare_session(target, f"{job.application} apply")
             if goal is None:
@@ -127,36 +127,31 @@ class Applier:
                 self.job.progress.lag(max(0, max(goal, cur.wal_end or 0) - self.applied), done.lag_s)
 
     def _apply(self, target, tx, done: Applied) -> None:
+        """One source transaction as one target transaction, sent in one round trip (its changes, the keys they
+        touched and the journal's ``applied_lsn``), committed in a second one: the apply keeps up with the writes
+        of the services by the round trips it saves, not by merging transactions."""
         job = self.job
-        session = Session(target, [])
         keys: dict[str, set] = {}
+        batch = [sql.SQL("BEGIN")]
+        for change in tx.changes:
+            relation = change.relations if isinstance(change, pgoutput.Truncate) else change.relation
+            self._check(relation)
+            batch.append(change_sql.inline(*change_sql.statement(change, relation, job.staging)))
+            for name, key in touched(change, relation):
+                keys.setdefault(name, set()).add(key)
+        rows = [(job.request.target, name, key) for name, table_keys in keys.items() for key in sorted(table_keys)]
+        for start in range(0, len(rows), KEYS_PER_STATEMENT):
+            values = [
+                sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Literal, row)))
+                for row in rows[start:][:KEYS_PER_STATEMENT]
+            ]
+            batch.append(sql.SQL("{} {} ON CONFLICT DO NOTHING").format(KEYS_INSERT, sql.SQL(", ").join(values)))
+        end = pgoutput.int_to_lsn(tx.commit.end_lsn)
+        batch.append(online.applied_statement(job.request.target, end, len(tx.changes)))
         with target.cursor() as cur:
-            for change in tx.changes:
-                relation = change.relations if isinstance(change, pgoutput.Truncate) else change.relation
-                self._check(relation)
-                statement, params = change_sql.statement(change, relation, job.staging)
-                cur.execute(statement, params)
-                for name, key in touched(change, relation):
-                    keys.setdefault(name, set()).add(key)
-            for name, table_keys in keys.items():
-                extras.execute_values(
-                    cur,
-                    online.compose(
-                        "INSERT INTO {schema}.{rows} (target_schema, table_name, key) VALUES %s ON CONFLICT DO NOTHING"
-                    ).as_string(target),
-                    [(job.request.target, name, key) for key in sorted(table_keys)],
-                    page_size=KEYS_PER_STATEMENT,
-                )
-            end = pgoutput.int_to_lsn(tx.commit.end_lsn)
-            session.execute(
-                online.compose(
-                    """UPDATE {schema}.{online} SET applied_lsn = %s, transactions = transactions + 1,
-                       changes = changes + %s, applied_at = now() WHERE target_schema = %s"""
-                ),
-                (end, len(tx.changes), job.request.target),
-            )
-        job.hooks.pause("apply")
-        target.commit()
+            cur.execute(sql.SQL(";\n").join(batch).as_string(target))
+            job.hooks.pause("apply")
+            cur.execute("COMMIT")
         self.applied = tx.commit.end_lsn
         self.move.transactions += 1
         self.move.changes += len(tx.changes)

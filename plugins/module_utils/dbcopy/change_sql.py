@@ -38,6 +38,24 @@ def statement(
     raise TypeError(f"Not a row change or truncate: {change!r}")
 
 
+def inline(statement: sql.Composable, params: Sequence) -> sql.Composable:
+    """``statement`` with each placeholder replaced by its parameter as a literal, in order: a statement that runs
+    without parameters, so a ``%`` in a name is never read as a placeholder (the apply sends many at once)."""
+    values = iter(params)
+
+    def walk(part: sql.Composable) -> sql.Composable:
+        if isinstance(part, sql.Placeholder):
+            return sql.Literal(next(values))
+        if isinstance(part, sql.Composed):
+            return sql.Composed([walk(child) for child in part.seq])
+        return part
+
+    composed = walk(statement)
+    if next(values, UNCHANGED) is not UNCHANGED:
+        raise ValueError("more parameters than placeholders")
+    return composed
+
+
 def transaction_statements(transaction: Transaction, schema: str) -> list[tuple[sql.Composed, list]]:
     """The statements of every change of a transaction from ``pgoutput.Transactions``, in order."""
     return [

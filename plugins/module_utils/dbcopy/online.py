@@ -201,6 +201,20 @@ def copied(session: Session, move: LiveMove) -> None:
     move.phase = LIVE
 
 
+def applied_statement(target: str, end_lsn: str, changes: int) -> sql.Composable:
+    """The journal's ``applied_lsn`` of the move into ``target``, in the transaction of the changes it covers."""
+    return sql.SQL(
+        "UPDATE {}.{} SET applied_lsn = {}, transactions = transactions + 1, changes = changes + {}, "
+        "applied_at = now() WHERE target_schema = {}"
+    ).format(
+        sql.Identifier(JOURNAL_SCHEMA),
+        sql.Identifier(ONLINE_TABLE),
+        sql.Literal(end_lsn),
+        sql.Literal(changes),
+        sql.Literal(target),
+    )
+
+
 def remove_row(session: Session, target: str) -> None:
     with transaction(session.conn):
         session.execute(compose("DELETE FROM {schema}.{rows} WHERE target_schema = %s"), (target,))
