@@ -18,6 +18,8 @@ from tests.harness.fixture import build_legacy
 from tests.integration.test_db_to_schema_interrupt import PausedRun
 
 MODULE = "postgres_db_to_schema"
+# The writer's pause between transactions: the services' steady rate (about 100 transactions/s), not a flood.
+PACE_SECONDS = 0.01
 
 
 def unique(prefix: str) -> str:
@@ -43,8 +45,8 @@ def slots(cluster, source: str) -> list[tuple]:
 
 
 class Writer:
-    """Inserts, updates and deletes certificates in transactions of two or three statements until stopped; what
-    the server acknowledged is then in the source, which the copy must equal."""
+    """Inserts, updates and deletes certificates in transactions of two or three statements, at a steady pace,
+    until stopped; what the server acknowledged is then in the source, which the copy must equal."""
 
     def __init__(self, cluster, database: str):
         self.conn = cluster.connect(database, autocommit=False)
@@ -71,6 +73,7 @@ class Writer:
                 self.conn.commit()
                 mine.append(serial)
                 self.committed += 1
+                self.stop.wait(PACE_SECONDS)
 
     def __enter__(self) -> Writer:
         self.thread.start()

@@ -6,9 +6,9 @@ One source transaction is one target transaction, which also records the transac
 of the journal's online row) and the keys of the rows it touched; the slot is told (``send_feedback``) only after
 that commit. A transaction whose end is not after ``applied_lsn`` was applied before a kill: it is skipped.
 
-``catch_up(goal)`` returns once every source transaction that ends at or before ``goal`` is applied: a goal of
-``None`` is the source's WAL position when the call starts (the live phase: the services keep writing), the
-switch gives the position read after the freeze. When the stream is idle the loop asks the server where its
+``catch_up(goal)`` returns once every source transaction that ends at or before ``goal`` is applied; the switch
+gives the position read after the freeze. Without a goal (the live phase: the services keep writing) it catches
+up in rounds, each to the source's WAL position when the round starts, until a round is short. When the stream is idle the loop asks the server where its
 decoding is (a keepalive requested with ``reply``): past the goal with no transaction open means done.
 """
 
@@ -29,6 +29,12 @@ from .stream import prepare_session
 IDLE_POLL_SECONDS = 0.2
 KEYS_PER_STATEMENT = 1000
 LAG_EVERY_SECONDS = 1.0
+# The live phase catches up in rounds, each to the source's position when it starts, until one takes less than
+# SETTLE_SECONDS, or LIVE_ROUNDS were made, or a round took more than CONVERGING times the one before (writes
+# about as fast as the apply: the rest is the switch's).
+SETTLE_SECONDS = 1.0
+LIVE_ROUNDS = 10
+CONVERGING = 0.8
 KEYS_INSERT = online.compose("INSERT INTO {schema}.{rows} (target_schema, table_name, key) VALUES")
 
 
@@ -74,15 +80,27 @@ class Applier:
         target = connect(job.params, job.request.target_database)  # autocommit: each batch has its BEGIN
         try:
             prepare_session(target, f"{job.application} apply")
-            if goal is None:
-                goal = online.source_position(job)
+            settle = goal is None
+            goal = online.source_position(job) if settle else goal
             cur = stream.cursor()
             cur.start_replication(
                 slot_name=self.move.slot,
                 decode=False,
                 options={"proto_version": "1", "publication_names": self.move.publication},
             )
-            self._loop(cur, target, goal, done)
+            transactions = pgoutput.Transactions()  # one per stream: the server describes each table once
+            previous = None
+            for _round in range(LIVE_ROUNDS):
+                round_started = time.monotonic()
+                self._loop(cur, target, goal, done, transactions)
+                took = time.monotonic() - round_started
+                # The live phase: again to where the source is now while the rounds get shorter, until one is short
+                # (what is left for the switch is then what the services write in about SETTLE_SECONDS). Writes
+                # faster than the apply make rounds no shorter: the rest is the switch's.
+                if not settle or took < SETTLE_SECONDS or (previous is not None and took > previous * CONVERGING):
+                    break
+                previous = took
+                goal = online.source_position(job)
             confirm(cur, self.applied)  # now, before the stream closes: the slot lets go of the WAL applied
             done.lag_bytes = max(0, online.source_position(job) - self.applied)
             if not done.lag_bytes:
@@ -96,8 +114,7 @@ class Applier:
         self.move.applied_lsn = done.applied_lsn
         return done
 
-    def _loop(self, cur, target, goal: int, done: Applied) -> None:
-        transactions = pgoutput.Transactions()
+    def _loop(self, cur, target, goal: int, done: Applied, transactions: pgoutput.Transactions) -> None:
         asked = told = 0.0
         while self.applied < goal:
             message = cur.read_message()
