@@ -214,3 +214,12 @@ def test_check_mode_of_the_switch_lists_freeze_stream_sequences_publish_and_drop
     assert query(pg, move["target_database"], "SELECT 1 FROM pg_namespace WHERE nspname = 'ca'") == []
     gone = run_module(MODULE, {**move, "state": "absent"}, pg).result
     assert gone.get("failed") is not True, gone
+
+
+def test_an_offline_copy_over_a_live_one_drops_its_slot_and_publishes(pg, move):
+    live = run_module(MODULE, {**move, "online": "live"}, pg).result
+    assert live.get("failed") is not True, live
+    offline = run_module(MODULE, {**move, "freeze_source": True}, pg).result
+    assert offline.get("failed") is not True, offline
+    assert slots(pg, move["source_database"]) == []
+    published_equals_source(pg, move)

@@ -4,7 +4,7 @@
 
 One source transaction is one target transaction, which also records the transaction's end LSN (``applied_lsn``
 of the journal's online row) and the keys of the rows it touched; the slot is told (``send_feedback``) only after
-that commit. A transaction whose end is not after ``applied_lsn`` was applied before a kill: it is skipped.
+that commit. The transactions decoded at hand are sent together (``BATCH_TRANSACTIONS``), each still its own. A transaction whose end is not after ``applied_lsn`` was applied before a kill: it is skipped.
 
 ``catch_up(goal)`` returns once every source transaction that ends at or before ``goal`` is applied; the switch
 gives the position read after the freeze. Without a goal (the live phase: the services keep writing) it catches
@@ -28,7 +28,8 @@ from .stream import prepare_session
 
 IDLE_POLL_SECONDS = 0.2
 KEYS_PER_STATEMENT = 1000
-LAG_EVERY_SECONDS = 1.0
+# At most this many source transactions are sent to the target in one round trip (each its own transaction).
+BATCH_TRANSACTIONS = 200
 # The live phase catches up in rounds, each to the source's position when it starts, until one takes less than
 # SETTLE_SECONDS, or LIVE_ROUNDS were made, or a round took more than CONVERGING times the one before (writes
 # about as fast as the apply: the rest is the switch's).
@@ -115,10 +116,15 @@ class Applier:
         return done
 
     def _loop(self, cur, target, goal: int, done: Applied, transactions: pgoutput.Transactions) -> None:
-        asked = told = 0.0
+        asked = 0.0
+        pending: list = []  # decoded, not applied yet: sent together once the stream has no more at hand
         while self.applied < goal:
             message = cur.read_message()
             if message is None:
+                if pending:
+                    self._apply(cur, target, pending, goal, done)
+                    pending = []
+                    continue
                 if not transactions.in_transaction and cur.wal_end and cur.wal_end >= goal:
                     # Decoding is past the goal and no transaction is open: nothing before the goal is left.
                     self.applied = max(self.applied, goal)
@@ -132,28 +138,54 @@ class Applier:
             if tx is None:
                 continue
             if tx.commit.end_lsn <= self.applied:
-                done.skipped += 1
-            else:
-                self._apply(target, tx, done)
-                # How old the change just applied is: the apply's lag in time (as pg_stat_subscription's).
-                committed = pgoutput.pg_timestamp(tx.commit.commit_time)
-                done.lag_s = max(0.0, (datetime.now(timezone.utc) - committed).total_seconds())
-            cur.send_feedback(flush_lsn=self.applied)
-            if time.monotonic() - told > LAG_EVERY_SECONDS:
-                told = time.monotonic()
-                self.job.progress.lag(max(0, max(goal, cur.wal_end or 0) - self.applied), done.lag_s)
+                done.skipped += 1  # applied by a run killed before it told the slot
+                cur.send_feedback(flush_lsn=self.applied)
+                continue
+            pending.append(tx)
+            if len(pending) >= BATCH_TRANSACTIONS or tx.commit.end_lsn >= goal:
+                self._apply(cur, target, pending, goal, done)
+                pending = []
 
-    def _apply(self, target, tx, done: Applied) -> None:
-        """One source transaction as one target transaction, sent in one round trip (its changes, the keys they
-        touched and the journal's ``applied_lsn``), committed in a second one: the apply keeps up with the writes
-        of the services by the round trips it saves, not by merging transactions."""
+    def _apply(self, stream, target, txs: list, goal: int, done: Applied) -> None:
+        """Each source transaction of ``txs`` as one target transaction with its changes, the keys they touched
+        and the journal's ``applied_lsn``; all sent in one round trip, the last one's COMMIT in a second. Every
+        commit but the last is asynchronous: the last, synchronous, flushes the WAL of all of them, and only then
+        is the slot told. The apply keeps up with the services by the round trips and flushes it saves, never by
+        merging their transactions."""
+        last = len(txs) - 1
+        batch: list = []
+        for index, tx in enumerate(txs):
+            batch.append(sql.SQL("BEGIN"))
+            if index < last:
+                batch.append(sql.SQL("SET LOCAL synchronous_commit TO off"))
+            batch.extend(self._statements(tx))
+            if index < last:
+                batch.append(sql.SQL("COMMIT"))
+        with target.cursor() as cur:
+            cur.execute(sql.SQL(";\n").join(batch).as_string(target))
+            self.job.hooks.pause("apply")
+            cur.execute("COMMIT")
+        self.applied = txs[-1].commit.end_lsn
+        changes = sum(len(tx.changes) for tx in txs)
+        self.move.transactions += len(txs)
+        self.move.changes += changes
+        done.transactions += len(txs)
+        done.changes += changes
+        # How old the last change applied is: the apply's lag in time (as pg_stat_subscription's).
+        committed = pgoutput.pg_timestamp(txs[-1].commit.commit_time)
+        done.lag_s = max(0.0, (datetime.now(timezone.utc) - committed).total_seconds())
+        stream.send_feedback(flush_lsn=self.applied)
+        self.job.progress.lag(max(0, max(goal, stream.wal_end or 0) - self.applied), done.lag_s)
+
+    def _statements(self, tx) -> list:
+        """The statements of one source transaction: its changes, the keys they touched, its end LSN."""
         job = self.job
         keys: dict[str, set] = {}
-        batch = [sql.SQL("BEGIN")]
+        statements = []
         for change in tx.changes:
             relation = change.relations if isinstance(change, pgoutput.Truncate) else change.relation
             self._check(relation)
-            batch.append(change_sql.inline(*change_sql.statement(change, relation, job.staging)))
+            statements.append(change_sql.inline(*change_sql.statement(change, relation, job.staging)))
             for name, key in touched(change, relation):
                 keys.setdefault(name, set()).add(key)
         rows = [(job.request.target, name, key) for name, table_keys in keys.items() for key in sorted(table_keys)]
@@ -162,18 +194,10 @@ class Applier:
                 sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Literal, row)))
                 for row in rows[start:][:KEYS_PER_STATEMENT]
             ]
-            batch.append(sql.SQL("{} {} ON CONFLICT DO NOTHING").format(KEYS_INSERT, sql.SQL(", ").join(values)))
+            statements.append(sql.SQL("{} {} ON CONFLICT DO NOTHING").format(KEYS_INSERT, sql.SQL(", ").join(values)))
         end = pgoutput.int_to_lsn(tx.commit.end_lsn)
-        batch.append(online.applied_statement(job.request.target, end, len(tx.changes)))
-        with target.cursor() as cur:
-            cur.execute(sql.SQL(";\n").join(batch).as_string(target))
-            job.hooks.pause("apply")
-            cur.execute("COMMIT")
-        self.applied = tx.commit.end_lsn
-        self.move.transactions += 1
-        self.move.changes += len(tx.changes)
-        done.transactions += 1
-        done.changes += len(tx.changes)
+        statements.append(online.applied_statement(job.request.target, end, len(tx.changes)))
+        return statements
 
     def _check(self, relation) -> None:
         if isinstance(relation, tuple):  # a truncate names several

@@ -127,6 +127,8 @@ class Engine:
         journal.ensure()
         run = _Run(session, journal, catalog, needed)
         resume = self._online_start(run) if req.online != "off" else False
+        if req.online == "off" and not job.check_mode and removal.drop_move(job, session):
+            job.log("dropped the online move of an earlier run: this copy is offline")
         if not resume:
             target.drop_leftovers(job, session)
         outcomes, catalog = self._phases(run, resume)
