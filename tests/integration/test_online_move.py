@@ -223,3 +223,19 @@ def test_an_offline_copy_over_a_live_one_drops_its_slot_and_publishes(pg, move):
     assert offline.get("failed") is not True, offline
     assert slots(pg, move["source_database"]) == []
     published_equals_source(pg, move)
+
+
+def test_hostile_names_are_applied_as_names(pg, move):
+    """A table and columns named with %, quotes and spaces: the apply inlines values, so no name is a placeholder."""
+    source = move["source_database"]
+    query(pg, source, 'CREATE TABLE "we%ird ""t""" ("k%s" text PRIMARY KEY, "v a%" text, n int)')
+    query(pg, source, """INSERT INTO "we%ird ""t""" VALUES ('a''1', '%s', 1), ('b', NULL, 2)""")
+    live = run_module(MODULE, {**move, "online": "live"}, pg).result
+    assert live.get("failed") is not True, live
+    query(pg, source, """INSERT INTO "we%ird ""t""" VALUES ('c%', 'x''%%', 3)""")
+    query(pg, source, """UPDATE "we%ird ""t""" SET "v a%" = '%(n)s', n = n + 1 WHERE "k%s" = 'a''1'""")
+    query(pg, source, """DELETE FROM "we%ird ""t""" WHERE "k%s" = 'b'""")
+    switch = run_module(MODULE, {**move, "online": "switch"}, pg).result
+    assert switch.get("failed") is not True, switch
+    assert switch["online"]["applied"]["changes"] == 3
+    published_equals_source(pg, move)
