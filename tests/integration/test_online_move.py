@@ -226,15 +226,16 @@ def test_an_offline_copy_over_a_live_one_drops_its_slot_and_publishes(pg, move):
 
 
 def test_hostile_names_are_applied_as_names(pg, move):
-    """A table and columns named with %, quotes and spaces: the apply inlines values, so no name is a placeholder."""
-    source = move["source_database"]
-    query(pg, source, 'CREATE TABLE "we%ird ""t""" ("k%s" text PRIMARY KEY, "v a%" text, n int)')
-    query(pg, source, """INSERT INTO "we%ird ""t""" VALUES ('a''1', '%s', 1), ('b', NULL, 2)""")
+    """A table and columns named with %, quotes and spaces: the apply's values are quoted into templates whose
+    names keep their %."""
+    source, table = move["source_database"], '"we%ird ""t"""'
+    query(pg, source, f'CREATE TABLE {table} ("k%s" text PRIMARY KEY, "v a%" text, n int)')
+    query(pg, source, f"INSERT INTO {table} VALUES ('a''1', '%s', 1), ('b', NULL, 2)")
     live = run_module(MODULE, {**move, "online": "live"}, pg).result
     assert live.get("failed") is not True, live
-    query(pg, source, """INSERT INTO "we%ird ""t""" VALUES ('c%', 'x''%%', 3)""")
-    query(pg, source, """UPDATE "we%ird ""t""" SET "v a%" = '%(n)s', n = n + 1 WHERE "k%s" = 'a''1'""")
-    query(pg, source, """DELETE FROM "we%ird ""t""" WHERE "k%s" = 'b'""")
+    query(pg, source, f"INSERT INTO {table} VALUES ('c%', 'x''%%', 3)")
+    query(pg, source, f"""UPDATE {table} SET "v a%" = '%(n)s', n = n + 1 WHERE "k%s" = 'a''1'""")
+    query(pg, source, f"""DELETE FROM {table} WHERE "k%s" = 'b'""")
     switch = run_module(MODULE, {**move, "online": "switch"}, pg).result
     assert switch.get("failed") is not True, switch
     assert switch["online"]["applied"]["changes"] == 3

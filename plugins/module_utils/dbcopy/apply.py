@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .._pg import sql
 from ..connection import connect
 from ..errors import OperationFailed
 from . import change_sql, online, pgoutput
@@ -72,6 +71,7 @@ class Applier:
         self.move = move
         self.columns = columns
         self.applied = pgoutput.lsn_to_int(move.applied_lsn)
+        self.renderer = change_sql.Renderer(job.staging)  # one per apply: its templates serve every batch
 
     def catch_up(self, goal: int | None = None) -> Applied:
         job = self.job
@@ -153,16 +153,16 @@ class Applier:
         is the slot told. The apply keeps up with the services by the round trips and flushes it saves, never by
         merging their transactions."""
         last = len(txs) - 1
-        batch: list = []
-        for index, tx in enumerate(txs):
-            batch.append(sql.SQL("BEGIN"))
-            if index < last:
-                batch.append(sql.SQL("SET LOCAL synchronous_commit TO off"))
-            batch.extend(self._statements(tx))
-            if index < last:
-                batch.append(sql.SQL("COMMIT"))
         with target.cursor() as cur:
-            cur.execute(sql.SQL(";\n").join(batch).as_string(target))
+            batch: list = []
+            for index, tx in enumerate(txs):
+                batch.append(b"BEGIN")
+                if index < last:
+                    batch.append(b"SET LOCAL synchronous_commit TO off")
+                batch.extend(self._statements(cur, tx))
+                if index < last:
+                    batch.append(b"COMMIT")
+            cur.execute(b";\n".join(batch))
             self.job.hooks.pause("apply")
             cur.execute("COMMIT")
         self.applied = txs[-1].commit.end_lsn
@@ -177,7 +177,7 @@ class Applier:
         stream.send_feedback(flush_lsn=self.applied)
         self.job.progress.lag(max(0, max(goal, stream.wal_end or 0) - self.applied), done.lag_s)
 
-    def _statements(self, tx) -> list:
+    def _statements(self, cur, tx) -> list[bytes]:
         """The statements of one source transaction: its changes, the keys they touched, its end LSN."""
         job = self.job
         keys: dict[str, set] = {}
@@ -185,18 +185,15 @@ class Applier:
         for change in tx.changes:
             relation = change.relations if isinstance(change, pgoutput.Truncate) else change.relation
             self._check(relation)
-            statements.append(change_sql.inline(*change_sql.statement(change, relation, job.staging)))
+            statements.append(self.renderer.render(cur, change, relation))
             for name, key in touched(change, relation):
                 keys.setdefault(name, set()).add(key)
         rows = [(job.request.target, name, key) for name, table_keys in keys.items() for key in sorted(table_keys)]
         for start in range(0, len(rows), KEYS_PER_STATEMENT):
-            values = [
-                sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Literal, row)))
-                for row in rows[start:][:KEYS_PER_STATEMENT]
-            ]
-            statements.append(sql.SQL("{} {} ON CONFLICT DO NOTHING").format(KEYS_INSERT, sql.SQL(", ").join(values)))
+            values = b", ".join(cur.mogrify("(%s, %s, %s)", row) for row in rows[start:][:KEYS_PER_STATEMENT])
+            statements.append(cur.mogrify(KEYS_INSERT) + b" " + values + b" ON CONFLICT DO NOTHING")
         end = pgoutput.int_to_lsn(tx.commit.end_lsn)
-        statements.append(online.applied_statement(job.request.target, end, len(tx.changes)))
+        statements.append(cur.mogrify(online.applied_statement(job.request.target, end, len(tx.changes))))
         return statements
 
     def _check(self, relation) -> None:

@@ -187,3 +187,71 @@ def _where(
         return conditions, params
     # Equal rows are all found: change one, as the source did.
     return sql.SQL("ctid = (SELECT ctid FROM {} WHERE {} LIMIT 1)").format(_table(relation, schema), conditions), params
+
+
+class Renderer:
+    """The statements of changes as text ready to send, fast: the statement of each shape of change (its table,
+    its kind, which values are NULL or unchanged TOAST) is composed once, with ``statement``, into a template;
+    a change of that shape then only has its values quoted into it (``cursor.mogrify``). A ``%`` in a name is
+    doubled in the template, so it stays a name."""
+
+    def __init__(self, schema: str):
+        self.schema = schema
+        self._templates: dict = {}
+
+    def render(self, cursor, change, relation) -> bytes:
+        """The statement of ``change`` with its values, quoted by ``cursor`` (of the connection it will run on)."""
+        if isinstance(change, Truncate):
+            return cursor.mogrify(statement(change, relation, self.schema)[0])
+        rows = _rows(change)
+        key = (id(relation), type(change), tuple(row.kind if row else None for row in rows), _mask(rows))
+        found = self._templates.get(key)
+        if found is None:
+            probe = _probe(change, rows)
+            query, picks = statement(probe, relation, self.schema)
+            # The relation is kept with its template: its id names no other relation while the template lives.
+            found = self._templates[key] = (_template(query, cursor), picks, relation)
+        template, picks, _relation = found
+        # A NULL stays NULL in the probe: its parameter is None, in every change of this shape.
+        return cursor.mogrify(template, [None if pick is None else rows[pick[0]].values[pick[1]] for pick in picks])
+
+
+def _rows(change) -> tuple:
+    """The tuples of a row change, in the order the probe numbers them: new (None for a delete), old."""
+    return (getattr(change, "new", None), getattr(change, "old", None))
+
+
+def _mask(rows: tuple) -> tuple:
+    return tuple(
+        tuple(0 if value is None else 1 if value is UNCHANGED else 2 for value in row.values) if row else None
+        for row in rows
+    )
+
+
+def _probe(change, rows: tuple):
+    """``change`` with each value replaced by where it is, ``(row, index)``: NULLs and unchanged values kept, so
+    ``statement`` composes the same statement and returns, as its parameters, where each one comes from."""
+
+    def probe(number: int, row: Tuple | None) -> Tuple | None:
+        if row is None:
+            return None
+        values = tuple(
+            value if value is None or value is UNCHANGED else (number, index) for index, value in enumerate(row.values)
+        )
+        return Tuple(row.kind, values)
+
+    new, old = (probe(number, row) for number, row in enumerate(rows))
+    if isinstance(change, Insert):
+        return Insert(change.relation_oid, new, change.relation)
+    if isinstance(change, Update):
+        return Update(change.relation_oid, old, new, change.relation)
+    return Delete(change.relation_oid, old, change.relation)
+
+
+def _template(query: sql.Composable, context) -> str:
+    """``query`` as text with its placeholders as ``%s`` and every other ``%`` doubled."""
+    if isinstance(query, sql.Placeholder):
+        return "%s"
+    if isinstance(query, sql.Composed):
+        return "".join(_template(part, context) for part in query.seq)
+    return query.as_string(context).replace("%", "%%")

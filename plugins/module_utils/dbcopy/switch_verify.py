@@ -20,19 +20,21 @@ from .catalog_model import SourceCatalog, Table
 KEYS_PER_QUERY = 5000
 
 
-def keyed_rows(table: Table, columns: list[str], keys: list[tuple]) -> tuple[sql.Composable, list]:
-    """The ``WHERE`` of the rows of ``table`` (alias ``r``) whose key is one of ``keys`` (text values)."""
+def keyed_rows(table: Table, columns: list[str], keys: list[tuple]) -> sql.Composable:
+    """The ``WHERE`` of the rows of ``table`` (alias ``r``) whose key is one of ``keys`` (text values); the keys are
+    literals, so the query runs without parameters (a ``%`` in a name stays a name)."""
     types = {c.name: c.type for c in table.columns}
     names = [sql.Identifier(f"k{i}") for i in range(len(columns))]
-    where = sql.SQL("({}) IN (SELECT {} FROM unnest({}) AS u({}))").format(
+    return sql.SQL("({}) IN (SELECT {} FROM unnest({}) AS u({}))").format(
         sql.SQL(", ").join(sql.Identifier("r", c) for c in columns),
         sql.SQL(", ").join(
             sql.SQL("{}.{}::{}").format(sql.Identifier("u"), n, sql.SQL(types[c])) for n, c in zip(names, columns)
         ),
-        sql.SQL(", ").join(sql.SQL("%s::text[]") for _column in columns),
+        sql.SQL(", ").join(
+            sql.SQL("{}::text[]").format(sql.Literal([key[i] for key in keys])) for i in range(len(columns))
+        ),
         sql.SQL(", ").join(names),
     )
-    return where, [[key[i] for key in keys] for i in range(len(columns))]
 
 
 def touched(session: Session, target: str) -> dict[tuple[str, tuple], list[tuple]]:
@@ -90,9 +92,9 @@ def compare_keys(schema: str, staging: str, table: Table, columns: list[str], ke
     """A problem when the rows of ``keys`` differ between the two sides (their number or hash sum), else None."""
     for start in range(0, len(keys), KEYS_PER_QUERY):
         batch = keys[start : start + KEYS_PER_QUERY]
-        where, params = keyed_rows(table, columns, batch)
-        mine = source.fetch_one(verify.checksum_query(schema, table, False, where), params)
-        theirs = target.fetch_one(verify.checksum_query(staging, table, False, where), params)
+        where = keyed_rows(table, columns, batch)
+        mine = source.fetch_one(verify.checksum_query(schema, table, False, where))
+        theirs = target.fetch_one(verify.checksum_query(staging, table, False, where))
         if tuple(mine) != tuple(theirs):
             return (
                 f"table {table.name}: the {len(batch)} rows changed during the live copy differ "
