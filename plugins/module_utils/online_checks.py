@@ -8,7 +8,7 @@ pgoutput, kept until the switch, and a publication of the same name of every tab
 ``public`` schema). The reads (server settings, slots, the legacy databases' tables and publications) and the rules
 (each failing point a ``Problem`` whose sentence says exactly what to do) live here; ``info`` calls the reads and
 the rules. ``read_slots`` lists the collection's slots (``read_source`` its publications in a legacy database);
-``drop_slot`` and ``drop_publication`` remove one (for rollback and cleanup).
+``drop_slot`` and ``drop_publication`` remove one (the copy's ``dbcopy/online.py`` calls them on every way out).
 """
 
 from __future__ import annotations

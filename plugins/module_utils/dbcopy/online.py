@@ -26,6 +26,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 
+from .. import online_checks
 from .._compat import transaction
 from .._pg import extras, psycopg2, sql
 from ..connection import connect
@@ -298,7 +299,7 @@ def drop_source_side(job, name: str) -> bool:
         session = Session(conn, job.queries, dry_run=job.check_mode)
         dropped = drop_slot(session, name) or dropped
         if session.fetch_value("SELECT 1 FROM pg_publication WHERE pubname = %s", (name,)):
-            session.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)), what="publication")
+            online_checks.drop_publication(session, name)
             dropped = True
     finally:
         conn.close()
@@ -306,6 +307,7 @@ def drop_source_side(job, name: str) -> bool:
 
 
 def drop_slot(session: Session, name: str) -> bool:
+    """Drop the slot ``name`` once no stream holds it; False when there is none."""
     deadline = time.monotonic() + SLOT_RELEASE_SECONDS
     while True:
         row = session.fetch_one("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (name,))
@@ -317,7 +319,7 @@ def drop_slot(session: Session, name: str) -> bool:
             # The stream of a run that is gone (its server process has not noticed yet): end it.
             session.fetch_value("SELECT pg_terminate_backend(%s)", (row[0],))
         time.sleep(0.2)
-    session.execute(sql.SQL("SELECT pg_drop_replication_slot({})").format(sql.Literal(name)), what="slot")
+    online_checks.drop_slot(session, name)
     return True
 
 
