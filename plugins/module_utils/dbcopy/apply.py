@@ -4,7 +4,8 @@
 
 One source transaction is one target transaction, which also records the transaction's end LSN (``applied_lsn``
 of the journal's online row) and the keys of the rows it touched; the slot is told (``send_feedback``) only after
-that commit. The transactions decoded at hand are sent together (``BATCH_TRANSACTIONS``), each still its own. A transaction whose end is not after ``applied_lsn`` was applied before a kill: it is skipped.
+that commit. The transactions decoded at hand are sent together (``BATCH_TRANSACTIONS``), each still its own. A
+transaction whose end is not after ``applied_lsn`` was applied before a kill: it is skipped.
 
 ``catch_up(goal)`` returns once every source transaction that ends at or before ``goal`` is applied; the switch
 gives the position read after the freeze. Without a goal (the live phase: the services keep writing) it catches
@@ -35,7 +36,7 @@ BATCH_TRANSACTIONS = 200
 SETTLE_SECONDS = 1.0
 LIVE_ROUNDS = 10
 CONVERGING = 0.8
-KEYS_INSERT = online.compose("INSERT INTO {schema}.{rows} (target_schema, table_name, key) VALUES")
+KEYS_INSERT = "INSERT INTO {schema}.{rows} (target_schema, table_name, key) VALUES"
 
 
 @dataclass
@@ -191,7 +192,7 @@ class Applier:
         rows = [(job.request.target, name, key) for name, table_keys in keys.items() for key in sorted(table_keys)]
         for start in range(0, len(rows), KEYS_PER_STATEMENT):
             values = b", ".join(cur.mogrify("(%s, %s, %s)", row) for row in rows[start:][:KEYS_PER_STATEMENT])
-            statements.append(cur.mogrify(KEYS_INSERT) + b" " + values + b" ON CONFLICT DO NOTHING")
+            statements.append(cur.mogrify(online.compose(KEYS_INSERT)) + b" " + values + b" ON CONFLICT DO NOTHING")
         end = pgoutput.int_to_lsn(tx.commit.end_lsn)
         statements.append(cur.mogrify(online.applied_statement(job.request.target, end, len(tx.changes))))
         return statements
