@@ -140,6 +140,30 @@ def test_an_online_upgrade_keeps_every_write_made_during_the_copy_and_stops_the_
         status = playbook("status.yml", inventory)
         assert status.returncode == 0, output(status)
 
+        # A switch killed after its publish leaves its slot and publication: status names it, cleanup drops it
+        # before it drops the legacy database (which a slot would block).
+        oid = cluster.query("postgres", "SELECT oid FROM pg_database WHERE datname = 'lamassu'")[0][0]
+        name = f"{MOVE_PREFIX}{oid}_ca"
+        cluster.execute("ca", f"CREATE PUBLICATION {name} FOR TABLE certificates")
+        cluster.query("ca", "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (name,))
+        stale = playbook("status.yml", inventory)
+        assert stale.returncode != 0 and name in stale.stdout, output(stale)
+        cleaned = playbook(
+            "cleanup.yml",
+            inventory,
+            "-e",
+            json.dumps(
+                {
+                    "legacy_cleanup_confirm": True,
+                    "legacy_cleanup_dump_dir": str(tmp_path / "dumps"),
+                    "legacy_cleanup_pg_dump": cluster.tool("pg_dump"),
+                }
+            ),
+        )
+        assert cleaned.returncode == 0, output(cleaned)
+        assert leftovers(cluster) == []
+        assert not set(SERVICES) & databases(cluster)
+
 
 def test_rollback_during_the_live_phase_drops_the_slots_and_leaves_the_sources_untouched(tmp_path):
     reports = tmp_path / "reports"

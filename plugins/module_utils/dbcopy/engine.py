@@ -158,7 +158,11 @@ class Engine:
         if req.online == "switch":
             raise InvalidInput(
                 f"No live copy of {req.source_database!r} into schema {req.target!r} to switch to"
-                + (f" (the one recorded is {move.phase}, its slot {move.slot} is gone)" if move else "")
+                + (
+                    f" (the one recorded, {move.phase}, was not finished or its slot {move.slot} is gone)"
+                    if move
+                    else ""
+                )
                 + ": run the live phase first (online=live)"
             )
         if move is not None and not job.check_mode:
