@@ -144,8 +144,12 @@ def test_an_online_upgrade_keeps_every_write_made_during_the_copy_and_stops_the_
         # before it drops the legacy database (which a slot would block).
         oid = cluster.query("postgres", "SELECT oid FROM pg_database WHERE datname = 'lamassu'")[0][0]
         name = f"{MOVE_PREFIX}{oid}_ca"
-        cluster.execute("ca", f"CREATE PUBLICATION {name} FOR TABLE certificates")
-        cluster.query("ca", "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (name,))
+        cluster.execute(
+            "ca",
+            "SET default_transaction_read_only TO off",  # ca is frozen since the switch
+            f"CREATE PUBLICATION {name} FOR TABLE certificates",
+            f"SELECT pg_create_logical_replication_slot('{name}', 'pgoutput')",
+        )
         stale = playbook("status.yml", inventory)
         assert stale.returncode != 0 and name in stale.stdout, output(stale)
         cleaned = playbook(
