@@ -76,7 +76,8 @@ def test_upgrade_with_a_checkout_tree_moves_every_service_and_leaves_nothing_pen
         for service in SERVICES:
             assert_faithful(cluster, service, database, service)
         assert "ca.certificates:" not in first.stdout, "per-table lines are for -v"
-        assert re.search(r'"msg": "db1: ok in [0-9.]+ s; services: 6 migrated"', first.stdout), first.stdout[-3000:]
+        verdict = r'"msg": "db1: ok in [0-9.]+ s \(offline move, services stopped [0-9.]+ s\); services: 6 migrated"'
+        assert re.search(verdict, first.stdout), first.stdout[-3000:]
 
         status = run_module(
             "postgres_lamassu_info",
