@@ -336,11 +336,13 @@ def finish(job, session: Session, name: str) -> bool:
 
 def forget(job, session: Session, name: str) -> None:
     """After a failure or before starting again: slot, publication and the journal row gone. A failure to drop
-    them is said in the log (and the next run, rollback or cleanup drops them), not hidden."""
+    them is said in the log, not hidden, and the row is kept for the next run or rollback to find them."""
     try:
         drop_source_side(job, name)
-    except Exception as exc:
+    except Exception as exc:  # the failure being handled is the one to report
+        # The journal row stays: it is how the next run and rollback.yml (unified.live_moves) find the slot.
         job.log(f"could not drop slot and publication {name} (the next run or rollback.yml does): {exc}")
+        return
     with contextlib.suppress(psycopg2.Error):
         session.conn.rollback()
         remove_row(session, job.request.target)
