@@ -223,6 +223,12 @@ def remove_row(session: Session, target: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ the source's side
+def connect_source(job, role: str):
+    """An ordinary connection to the source database named as the run's (``job.application``): the drop of the
+    source waits for the run's own sessions to end, and knows them by that name."""
+    return connect(job.params, job.request.source_database, application_name=f"{job.application} {role}"[:63])
+
+
 def open_replication(job, role: str):
     """A logical replication connection to the source database (``CREATE_REPLICATION_SLOT``, the stream), its
     values sent in the text forms that read back as they were (``pgoutput.SESSION_OPTIONS``)."""
@@ -241,7 +247,7 @@ def create_slot(job, name: str, tables: list[str]) -> tuple:
     slot reads it as of each change). Returns the replication connection, which holds the exported snapshot while
     it runs nothing else, the slot's consistent point and the snapshot's name."""
     req = job.request
-    source = connect(job.params, req.source_database)
+    source = connect_source(job, "publication")
     try:
         session = Session(source, job.queries)
         session.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
@@ -277,7 +283,7 @@ def slot_exists(session: Session, name: str) -> bool:
 
 def source_position(job) -> int:
     """The source server's WAL position now (what a catch-up must reach)."""
-    conn = connect(job.params, job.request.source_database)
+    conn = connect_source(job, "position")
     try:
         return lsn_to_int(Session(conn, []).fetch_value("SELECT pg_current_wal_lsn()::text"))
     finally:
@@ -293,7 +299,7 @@ def drop_source_side(job, name: str) -> bool:
     either existed. A slot still held by a killed run's stream is let go first (its session is ended). The
     source may be frozen (read-only by default): this session writes all the same."""
     dropped = False
-    conn = connect(job.params, job.request.source_database)
+    conn = connect_source(job, "drop")
     try:
         conn.cursor().execute("SET default_transaction_read_only TO off")
         session = Session(conn, job.queries, dry_run=job.check_mode)

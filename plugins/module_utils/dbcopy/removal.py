@@ -63,6 +63,8 @@ def drop_move(job: CopyJob, session: Session) -> bool:
     if not database_exists(session, job.request.source_database):
         return False
     name = job.move_name or online.names(session, job.request.target)
+    if online.read(session, job.request.target) is None and not online.slot_exists(session, name):
+        return False  # the journal row is made before slot and publication and dropped after them: none left
     if online.finish(job, session, name):
         job.log(f"dropped the online move's slot and publication {name}")
         return True
