@@ -15,21 +15,11 @@ from ansible_collections.lamassuiot.postgres.plugins.module_utils.lamassu import
 from tests.harness.ansible import run_module
 from tests.harness.catalog import data_checksums
 from tests.harness.fixture import build_legacy
-from tests.integration.test_db_to_schema_interrupt import PausedRun
+from tests.integration.test_db_to_schema_interrupt import PausedRun, query, unique
 
 MODULE = "postgres_db_to_schema"
 # The writer's pause between transactions: the services' steady rate (about 100 transactions/s), not a flood.
 PACE_SECONDS = 0.01
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:8]}"
-
-
-def query(cluster, database: str, statement, params=None) -> list[tuple]:
-    with contextlib.closing(cluster.connect(database)) as conn, conn.cursor() as cur:
-        cur.execute(statement, params)
-        return cur.fetchall() if cur.description else []
 
 
 def slots(cluster, source: str) -> list[tuple]:
